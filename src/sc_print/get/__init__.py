@@ -1,0 +1,7 @@
+"""Read stored results: gene networks (decoupler / networkx views) and hub scores."""
+
+from __future__ import annotations
+
+from ._network import graph, hubs, network
+
+__all__ = ["graph", "hubs", "network"]

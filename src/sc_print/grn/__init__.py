@@ -1,0 +1,7 @@
+"""Gene-network machinery: mean-Q/K attention aggregation, head selection, network scores."""
+
+from ._aggregate import QKAccumulator, attention_network
+from ._heads import fit_head_classifier
+from ._metrics import network_scores, truth_matrix
+
+__all__ = ["QKAccumulator", "attention_network", "fit_head_classifier", "network_scores", "truth_matrix"]

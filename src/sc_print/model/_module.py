@@ -1,0 +1,202 @@
+"""ScPrintModule: the scvi-tools module running the multi-task scPRINT pretraining step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+
+from sc_print.data import downsample_profile, select_genes
+from sc_print.nn import (
+    ScPrintConfig,
+    ScPrintNet,
+    contrastive_loss,
+    expression_loss,
+    token_dissimilarity,
+)
+from sc_print.ontology import hierarchical_classification_loss
+
+from ._constants import REGISTRY_KEYS
+
+
+class ScPrintModule(BaseModuleClass):
+    """Wrap :class:`~sc_print.nn.ScPrintNet` with the pretraining recipe of scPRINT.
+
+    One training step: pick ``max_len`` random expressed genes per cell (zero filler when fewer), downsample
+    them with zero-inflated Poisson noise (``noise``), run the network on the noisy profile asking for the
+    original depth, and sum
+
+    - **denoising**: expression NLL (ZINB by default) of the *original* counts;
+    - **bottleneck reconstruction**: the same NLL for a profile decoded from the cell tokens alone
+      (:meth:`~sc_print.nn.ScPrintNet.generate`);
+    - **classification**: hierarchical loss of every label, times ``class_scale``;
+    - **token dissimilarity**: mean absolute cosine between the cell tokens, times ``dissimilarity_scale``;
+    - **contrastive** (optional, ``contrastive_scale > 0``): NT-Xent between the embeddings of two
+      independently noised views of each cell.
+
+    Parameters
+    ----------
+    config
+        :class:`~sc_print.nn.ScPrintConfig` as a dict.
+    gene_pos
+        ``[G]`` genomic positions of the vocabulary.
+    parent_matrices
+        ``{label: bool [n_parents, n_leaves]}`` for the hierarchical loss.
+    max_len, noise, class_scale, generate_scale, dissimilarity_scale, contrastive_scale, temperature
+        Pretraining options (see above).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        gene_pos: list[int] | np.ndarray | None = None,
+        *,
+        parent_matrices: dict[str, np.ndarray] | None = None,
+        max_len: int = 1024,
+        noise: float = 0.6,
+        class_scale: float = 1.5,
+        generate_scale: float = 1.0,
+        dissimilarity_scale: float = 0.2,
+        contrastive_scale: float = 0.0,
+        temperature: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.config = ScPrintConfig.from_dict(dict(config))
+        self.net = ScPrintNet(self.config, None if gene_pos is None else torch.as_tensor(np.asarray(gene_pos)))
+        self.max_len, self.noise = max_len, noise
+        self.class_scale, self.generate_scale = class_scale, generate_scale
+        self.dissimilarity_scale, self.contrastive_scale, self.temperature = (
+            dissimilarity_scale,
+            contrastive_scale,
+            temperature,
+        )
+        for label in self.config.labels:
+            pm = (parent_matrices or {}).get(label)
+            n = self.config.labels[label]
+            pm = np.zeros((0, n), dtype=bool) if pm is None else np.asarray(pm, dtype=bool)
+            self.register_buffer(f"_parents_{label}", torch.as_tensor(pm), persistent=False)
+        # gene mapping of the registered AnnData (set by the model; not part of the weights)
+        self.register_buffer("_mapped_cols", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("_col_to_u", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("_u_vocab", torch.zeros(0, dtype=torch.long), persistent=False)
+        self._label_lookup: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ data mapping
+    def set_data_mapping(self, col_vocab: np.ndarray, label_lookup: dict[str, np.ndarray]) -> None:
+        """Tell the module how columns and label categories of the registered AnnData map to the model.
+
+        Parameters
+        ----------
+        col_vocab
+            ``[n_vars]`` vocabulary index of each column (``-1`` unmapped).
+        label_lookup
+            ``{label: [n_categories]}`` hierarchy code of each category of the label column (``-1`` unknown).
+        """
+        col_vocab = np.asarray(col_vocab, dtype=np.int64)
+        mapped = np.flatnonzero(col_vocab >= 0)
+        u_vocab, inverse = np.unique(col_vocab[mapped], return_inverse=True)
+        device = self._mapped_cols.device
+        self._mapped_cols = torch.as_tensor(mapped, device=device)
+        self._col_to_u = torch.as_tensor(inverse, device=device)
+        self._u_vocab = torch.as_tensor(u_vocab, device=device)
+        self._label_lookup = {k: torch.as_tensor(np.asarray(v, dtype=np.int64)) for k, v in label_lookup.items()}
+
+    def _collapse(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, n_vars]`` dense counts → ``[B, U]`` over the mapped genes (duplicates summed)."""
+        out = x.new_zeros(x.shape[0], self._u_vocab.numel())
+        return out.index_add_(1, self._col_to_u, x[:, self._mapped_cols])
+
+    # ------------------------------------------------------------------ scvi-tools interface
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+        labels = {
+            label: tensors[REGISTRY_KEYS.label(label)]
+            for label in self.config.labels
+            if REGISTRY_KEYS.label(label) in tensors
+        }
+        return {"x": tensors[REGISTRY_KEYS.X_KEY], "labels": labels}
+
+    @auto_move_data
+    def inference(self, x: torch.Tensor, labels: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """Tokenise, add noise and run the denoising pass."""
+        if x.is_sparse or x.layout == torch.sparse_csr:
+            x = x.to_dense()
+        xu = self._collapse(x.float())
+        depth = xu.sum(1)
+        cols = select_genes(xu, mode="random_expr", max_len=self.max_len)
+        expr = torch.gather(xu, 1, cols)
+        gene_idx = self._u_vocab[cols]
+        noisy = downsample_profile(expr, self.noise) if self.training or self.noise > 0 else expr
+        context_total = expr.sum(1)
+        out = self.net(gene_idx, noisy, depth, depth_mult=context_total, req_depth=depth)
+        result = {"out": out, "expr": expr, "gene_idx": gene_idx, "depth": depth, "labels": labels or {}}
+        if self.contrastive_scale > 0:
+            noisy2 = downsample_profile(expr, self.noise)
+            out2 = self.net(gene_idx, noisy2, depth, depth_mult=context_total, req_depth=depth, decode=False)
+            result["emb2"] = self.net.embed(out2.cell_tokens)
+        return result
+
+    def _get_generative_input(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "cell_tokens": inference_outputs["out"].cell_tokens,
+            "gene_idx": inference_outputs["gene_idx"],
+            "context_total": inference_outputs["expr"].sum(1),
+            "depth": inference_outputs["depth"],
+        }
+
+    @auto_move_data
+    def generative(
+        self, cell_tokens: torch.Tensor, gene_idx: torch.Tensor, context_total: torch.Tensor, depth: torch.Tensor
+    ) -> dict[str, Any]:
+        """Bottleneck pass: decode the profile from the cell tokens alone."""
+        if self.generate_scale <= 0:
+            return {"gen": None}
+        return {"gen": self.net.generate(cell_tokens, gene_idx, context_total, req_depth=depth)}
+
+    def loss(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, Any], generative_outputs: dict[str, Any]
+    ) -> LossOutput:
+        """Sum of the pretraining losses (see the class docstring); components in ``extra_metrics``."""
+        out, expr = inference_outputs["out"], inference_outputs["expr"]
+        per_cell = -self._per_cell_loglik(expr, out)
+        denoise = expression_loss(expr, out.mu, out.theta, out.pi_logits)
+        total = denoise
+        metrics: dict[str, torch.Tensor] = {"denoise": denoise.detach()}
+        gen = generative_outputs.get("gen")
+        if gen is not None:
+            gen_loss = expression_loss(expr, gen.mu, gen.theta, gen.pi_logits)
+            total = total + self.generate_scale * gen_loss
+            metrics["generate"] = gen_loss.detach()
+        if self.config.labels:
+            cls = out.cell_tokens.new_zeros(())
+            for label, logits in out.cls_logits.items():
+                raw = inference_outputs["labels"].get(label)
+                if raw is None:
+                    continue
+                lookup = self._label_lookup[label].to(logits.device)
+                codes = lookup[raw.view(-1).long()]
+                cls = cls + hierarchical_classification_loss(logits, codes, getattr(self, f"_parents_{label}"))
+            total = total + self.class_scale * cls
+            metrics["classification"] = cls.detach()
+            diss = token_dissimilarity(out.cell_tokens)
+            total = total + self.dissimilarity_scale * diss
+            metrics["dissimilarity"] = diss.detach()
+        if "emb2" in inference_outputs:
+            con = contrastive_loss(self.net.embed(out.cell_tokens), inference_outputs["emb2"], self.temperature)
+            total = total + self.contrastive_scale * con
+            metrics["contrastive"] = con.detach()
+        return LossOutput(loss=total, reconstruction_loss=per_cell, extra_metrics=metrics)
+
+    @staticmethod
+    def _per_cell_loglik(expr: torch.Tensor, out: Any) -> torch.Tensor:
+        """Per-cell mean log-likelihood of the denoising pass (scvi-tools reports its negative)."""
+        from sc_print.nn import nb_log_likelihood, zinb_log_likelihood
+
+        if out.theta is None:
+            return -((torch.log2(1 + out.mu) - torch.log2(1 + expr)) ** 2).mean(1).detach()
+        if out.pi_logits is None:
+            return nb_log_likelihood(expr, out.mu, out.theta).mean(1).detach()
+        return zinb_log_likelihood(expr, out.mu, out.theta, out.pi_logits).mean(1).detach()

@@ -1,0 +1,113 @@
+"""Architecture hyper-parameters of an scPRINT network and the size presets of the paper."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ._attention import AttentionBackend
+    from ._decoders import ExprDecoderKind
+    from ._encoders import Normalization
+
+TokenOrder = Literal["paper", "v2"]
+
+#: size presets of the paper (d_model, nlayers, nhead, layers_cls); free sizes are always allowed
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"d_model": 32, "nlayers": 2, "nhead": 2, "layers_cls": [32]},
+    "small": {"d_model": 128, "nlayers": 4, "nhead": 4, "layers_cls": [128]},
+    "medium": {"d_model": 256, "nlayers": 8, "nhead": 4, "layers_cls": [256]},
+    "large": {"d_model": 512, "nlayers": 16, "nhead": 8, "layers_cls": [512]},
+}
+
+
+@dataclass
+class ScPrintConfig:
+    """Everything needed to build an :class:`~sc_print.nn.ScPrintNet` (JSON-serialisable).
+
+    Parameters
+    ----------
+    n_genes
+        Size of the gene vocabulary ``G``.
+    d_model, nhead, nlayers
+        Transformer width, heads and depth.
+    num_heads_kv
+        Key/value heads (grouped-query attention); ``None`` = ``nhead``.
+    dim_feedforward
+        MLP width; ``None`` = ``4 * d_model``.
+    expr_encoder_layers
+        Layers of the expression (and depth) MLP.
+    normalization
+        Input transform of counts: ``"log"`` = ``log2(1+x)``; ``"sum"`` = fraction of the context total.
+    depth_atinput
+        ``True``: a depth token ``MLP(log2(1+depth))`` among the cell tokens; ``False``: ``log2(1+depth)``
+        is concatenated to every gene token at the expression decoder.
+    labels
+        Predicted labels in class order, ``{label: number of leaf classes}``.
+    layers_cls
+        Hidden widths of each classifier.
+    expr_decoder
+        ``"zinb"``, ``"nb"`` or ``"mse"``.
+    dropout, drop_path_rate
+        Residual dropout and stochastic depth.
+    token_order
+        Order of the cell tokens: ``"paper"`` = ``[cell, depth, labels...]``, ``"v2"`` =
+        ``[depth, cell, labels...]`` (without depth token both are ``[cell, labels...]``).
+    pred_embedding
+        Label tokens averaged into the default cell embedding (``None`` = all labels, or the cell token
+        when there are none).
+    freeze_gene_embeddings
+        Keep the gene table fixed during training (official ESM2 tables are frozen).
+    attention
+        Attention backend: ``"sdpa"``, ``"flash_attn"`` or ``"math"``.
+    """
+
+    n_genes: int
+    d_model: int = 128
+    nhead: int = 4
+    nlayers: int = 4
+    num_heads_kv: int | None = None
+    dim_feedforward: int | None = None
+    expr_encoder_layers: int = 2
+    normalization: Normalization = "log"
+    depth_atinput: bool = True
+    labels: dict[str, int] = field(default_factory=dict)
+    layers_cls: list[int] = field(default_factory=list)
+    expr_decoder: ExprDecoderKind = "zinb"
+    dropout: float = 0.1
+    drop_path_rate: float = 0.0
+    token_order: TokenOrder = "v2"
+    pred_embedding: list[str] | None = None
+    freeze_gene_embeddings: bool = False
+    attention: AttentionBackend = "sdpa"
+
+    @classmethod
+    def preset(cls, name: str, *, n_genes: int, **overrides: Any) -> ScPrintConfig:
+        """Config of a named size (``tiny``, ``small``, ``medium``, ``large``) with ``overrides``."""
+        if name not in PRESETS:
+            msg = f"Unknown size preset {name!r}; choose one of {sorted(PRESETS)} or pass sizes explicitly."
+            raise ValueError(msg)
+        return cls(n_genes=n_genes, **{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScPrintConfig:
+        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            msg = f"Unknown ScPrintConfig fields: {sorted(unknown)}."
+            raise ValueError(msg)
+        return cls(**d)
+
+    @property
+    def token_names(self) -> list[str]:
+        """Names of the cell tokens in the order they precede the genes."""
+        base = ["cell", "depth"] if self.token_order == "paper" else ["depth", "cell"]
+        if not self.depth_atinput:
+            base = ["cell"]
+        return base + list(self.labels)

@@ -1,0 +1,461 @@
+"""``sp.tl.embed``: cell embeddings and label predictions from a scPRINT model."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from sc_print._keys import PREFIX, Key
+from sc_print._utils import doc_params, log_written, make_rng, model_record, seed_record, torch_generator
+from sc_print._validation import check_positive_int, resolve_adata
+from sc_print.data import CONTEXT_MODES, GeneMapper
+from sc_print.ontology import LabelHierarchy, is_unknown, label_ontology, to_ontology, unknown_mask
+
+from ._common import (
+    DOC_COUNTS_INPUT,
+    DOC_MOD_COPY,
+    DOC_RUN_OPTIONS,
+    check_key,
+    dtype_name,
+    genes_from_names,
+    hvg_positions,
+    inference_mode,
+    load_counts,
+    output_target,
+    params_record,
+    resolve_dtype,
+    resolve_run,
+    token_batches,
+    uns_key,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from anndata import AnnData
+    from mudata import MuData
+
+    from sc_print._utils import RngLike
+    from sc_print.model import ScPrint
+    from sc_print.nn import ScPrintNet
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _EmbedResult:
+    """Per-cell outputs of the forward passes (numpy, float32)."""
+
+    embedding: np.ndarray
+    tokens: dict[str, np.ndarray] = field(default_factory=dict)
+    proba: dict[str, np.ndarray] = field(default_factory=dict)
+    gene_sum: np.ndarray | None = None  # [U, d] sum of last-layer gene outputs over the cells holding the gene
+    gene_count: np.ndarray | None = None  # [U] number of cells whose context held the gene
+
+
+def _embed_matrix(
+    X: Any,
+    mapper: GeneMapper,
+    depth: np.ndarray,
+    net: ScPrintNet,
+    *,
+    mode: str,
+    max_len: int,
+    positions: np.ndarray | None,
+    embedding_tokens: Sequence[str],
+    token_labels: Sequence[str],
+    pred_labels: Sequence[str],
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    generator: torch.Generator | None,
+    gene_embeddings: bool = False,
+) -> _EmbedResult:
+    """Run the network over the rows of ``X``, ``batch_size`` rows at a time (the memory-flat loop of ``embed``).
+
+    ``X`` only needs ``.shape`` and row slicing. Rows are collapsed onto the mapped genes, tokenised
+    (:func:`~sc_print.tl._common.token_batches`), and passed through the network without the expression decoder.
+    """
+    n_obs, d_model = int(X.shape[0]), int(net.config.d_model)
+    result = _EmbedResult(embedding=np.empty((n_obs, d_model), dtype=np.float32))
+    token_index = {label: net.token_names.index(label) for label in token_labels}
+    for label in token_labels:
+        result.tokens[label] = np.empty((n_obs, d_model), dtype=np.float32)
+    for label in pred_labels:
+        result.proba[label] = np.empty((n_obs, int(net.config.labels[label])), dtype=np.float32)
+    if gene_embeddings:
+        import torch
+
+        vocab_sorted = torch.as_tensor(mapper.vocab_idx, device=device)
+        gene_sum = torch.zeros(mapper.n_genes, d_model, device=device)
+        gene_count = torch.zeros(mapper.n_genes, device=device)
+    batches = token_batches(
+        X,
+        mapper,
+        depth,
+        mode=mode,
+        max_len=max_len,
+        genes=positions,
+        generator=generator,
+        batch_size=batch_size,
+        device=device,
+        description="sc_print embed",
+    )
+    with inference_mode(net, device, dtype):
+        for start, stop, tokens in batches:
+            out = net(tokens.gene_idx, tokens.expr, tokens.depth, decode=False, classify=bool(pred_labels))
+            cell = out.cell_tokens.float()
+            result.embedding[start:stop] = net.embed(cell, list(embedding_tokens)).cpu().numpy()
+            for label, idx in token_index.items():
+                result.tokens[label][start:stop] = cell[:, idx].cpu().numpy()
+            for label in pred_labels:
+                result.proba[label][start:stop] = out.cls_logits[label].float().softmax(-1).cpu().numpy()
+            if gene_embeddings:
+                cols = torch.searchsorted(vocab_sorted, tokens.gene_idx).reshape(-1)
+                gene_sum.index_add_(0, cols, out.gene_out.float().reshape(-1, d_model))
+                gene_count.index_add_(0, cols, torch.ones_like(cols, dtype=torch.float32))
+    if gene_embeddings:
+        result.gene_sum, result.gene_count = gene_sum.cpu().numpy(), gene_count.cpu().numpy()
+    return result
+
+
+def _hierarchy(model: ScPrint, label: str) -> LabelHierarchy:
+    """The label hierarchy of ``label``; a flat one named by class index when the model has none."""
+    found = getattr(model, "hierarchies", {}).get(label)
+    if found is not None:
+        return found
+    return LabelHierarchy(label, [str(i) for i in range(int(model.net.config.labels[label]))])
+
+
+def _unique_names(hierarchy: LabelHierarchy) -> list[str]:
+    """Readable leaf names, made unique by appending the id to names shared by several leaves."""
+    names = hierarchy.names
+    counts = Counter(names)
+    return [
+        name if counts[name] == 1 else f"{name} ({leaf})" for name, leaf in zip(names, hierarchy.leaves, strict=True)
+    ]
+
+
+def _truth_ids(hierarchy: LabelHierarchy, values: pd.Series, column: str) -> np.ndarray:
+    """Ground-truth labels as hierarchy classes or ontology ids (readable ontology names are translated)."""
+    raw = values.astype(object).to_numpy()
+    classes = set(hierarchy.classes)
+    known = [v for v in raw if not is_unknown(v)]
+    if all(str(v) in classes for v in known) or label_ontology(hierarchy.label) is None:
+        return np.asarray([v if is_unknown(v) else str(v) for v in raw], dtype=object)
+    try:
+        return to_ontology(hierarchy.label, raw)
+    except ValueError as err:
+        msg = f"Cannot compare `.obs[{column!r}]` with the {hierarchy.label!r} predictions: {err}"
+        raise ValueError(msg) from err
+
+
+def _accuracy(hierarchy: LabelHierarchy, pred: np.ndarray, truth: np.ndarray, column: str) -> dict[str, Any]:
+    """Hierarchy-aware accuracy (:meth:`LabelHierarchy.is_correct`) over the cells with a known truth."""
+    known = ~unknown_mask(truth)
+    n = int(known.sum())
+    correct = hierarchy.is_correct(pred[known], truth[known]) if n else np.zeros(0, dtype=bool)
+    return {"column": column, "accuracy": float(correct.mean()) if n else float("nan"), "n_cells": n}
+
+
+def _as_list(value: str | Sequence[str] | None, name: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, Sequence | np.ndarray | pd.Index):
+        msg = f"`{name}` must be a label name or a list of label names, got {type(value).__name__}."
+        raise TypeError(msg)
+    return [str(v) for v in value]
+
+
+@doc_params(counts_input=DOC_COUNTS_INPUT, run_options=DOC_RUN_OPTIONS, mod_copy=DOC_MOD_COPY)
+def embed(
+    adata: AnnData | MuData,
+    *,
+    model: ScPrint | str | None = None,
+    layer: str | None = None,
+    labels: str | Sequence[str] | None = None,
+    embedding_labels: str | Sequence[str] | None = None,
+    mode: Literal["random_expr", "fixed", "all"] = "random_expr",
+    max_len: int = 2000,
+    genes: Sequence[str] | None = None,
+    truth: Mapping[str, str] | None = None,
+    gene_embeddings: bool = False,
+    batch_size: int = 64,
+    accelerator: str = "auto",
+    device: int | str = "auto",
+    dtype: torch.dtype | str | None = None,
+    rng: RngLike = 0,
+    key_added: str = PREFIX,
+    mod: str = "rna",
+    copy: bool = False,
+) -> AnnData | MuData | None:
+    """Embed cells and predict their labels with a scPRINT model.
+
+    The cells are streamed ``batch_size`` rows at a time from the sparse (or dense, or backed) raw counts:
+    only the rows of one batch are ever densified, and only over the genes the model knows, so memory does not
+    grow with the number of cells beyond the outputs themselves. Each cell is tokenised like scPRINT does
+    (genes in context with their raw counts, plus the depth token) and run through the transformer under
+    ``torch.no_grad``, in eval mode and with autocast to ``dtype``. Every check runs before anything is
+    written: a failing call leaves ``adata`` unchanged.
+
+    Gene ids come from ``.var['scprint_gene_id']`` when :func:`sc_print.pp.prepare` ran, else ``var_names``
+    (Ensembl ids or symbols) are mapped on the fly without writing anything. The depth of a cell is
+    ``.obs['scprint_depth']`` when present, else its total counts over the mapped genes.
+
+    Parameters
+    ----------
+    {counts_input}
+    labels
+        Label tokens whose embeddings are written and, for those with a classifier, whose predictions are
+        written; ``None`` = every label the model predicts. ``"cell"`` (the base cell token) is accepted too.
+    embedding_labels
+        Cell tokens averaged into the main embedding; ``None`` = the model's ``pred_embedding`` (all label
+        tokens by default, the cell token for a model without labels).
+    mode
+        Genes in context: ``"random_expr"`` (up to ``max_len`` expressed genes drawn at random with ``rng``,
+        completed with random unexpressed genes when a cell has fewer; scPRINT's default), ``"fixed"`` (the same
+        genes for every cell: ``genes``, or the ``max_len`` most variable genes by scanpy's ``seurat_v3`` when
+        ``genes=None``) or ``"all"`` (every mapped gene).
+    max_len
+        Context length for ``"random_expr"`` and the number of variable genes for ``"fixed"`` without ``genes``.
+    genes
+        Gene names (``var_names``) for ``mode="fixed"``.
+    truth
+        ``{label: .obs column}`` of ground-truth labels (ontology ids, or readable ontology names): the
+        hierarchy-aware accuracy is recorded in ``.uns`` (a leaf prediction counts as correct for a coarser true
+        label it descends from; unknown truths are skipped).
+    gene_embeddings
+        Also average the last-layer output of every gene over the cells (``.varm['scprint_gene_emb']``).
+    {run_options}
+    rng
+        Seed or :class:`numpy.random.Generator` for the gene sampling of ``"random_expr"``: the same seed gives
+        the same embedding.
+    key_added
+        Prefix of the keys written (see Returns).
+    {mod_copy}
+
+    Returns
+    -------
+    ``None``, or the modified copy when ``copy=True``. Sets (in the ``mod`` modality for a MuData; with
+    ``key_added="scprint"``):
+
+    ``.obsm['X_scprint']`` : :class:`numpy.ndarray` (``n_obs`` x ``d_model``)
+        The cell embedding (mean of the ``embedding_labels`` tokens).
+    ``.obsm['X_scprint_<label>']`` : :class:`numpy.ndarray` (``n_obs`` x ``d_model``)
+        The output token of each label in ``labels``.
+    ``.obs['scprint_pred_<label>']`` : categorical
+        Predicted leaf of each label with a classifier, as a readable (ontology) name.
+    ``.obs['scprint_pred_<label>_id']`` : categorical
+        The same prediction as an ontology id.
+    ``.obs['scprint_conf_<label>']`` : float
+        Probability of the predicted leaf.
+    ``.obsm['scprint_proba_<label>']`` : :class:`pandas.DataFrame` (``n_obs`` x leaves)
+        Probability of every leaf (softmax of the leaf logits; rows sum to 1), columns named by readable names.
+    ``.uns['scprint_embed']`` (``.uns[f'{key_added}_embed']`` for another ``key_added``) : dict
+        ``params`` (the call), ``model`` (name, checksum, size), ``embedding_tokens``, ``obsm_keys``,
+        ``labels``, ``proba_columns`` (leaf ids of the probability columns) and ``proba_names``, ``context``,
+        ``n_genes_mapped``, ``gene_ids``, ``depth``, ``counts`` and, with ``truth``, ``accuracy``
+        (``{label: {"column", "accuracy", "n_cells"}}``).
+    ``.varm['scprint_gene_emb']`` : :class:`numpy.ndarray` (``n_vars`` x ``d_model``), with ``gene_embeddings``
+        Contextual gene embedding: the last-layer output of each gene averaged over the cells whose context
+        held it (NaN for genes never in context or not in the vocabulary).
+
+    Raises
+    ------
+    KeyError
+        Unknown ``layer``, label, truth column, MuData modality or gene of ``genes``.
+    ValueError
+        Counts that are not raw counts (NaN, infinite, negative, non-integer), cells without counts, no gene
+        mapping onto the model vocabulary, bad option values.
+
+    Examples
+    --------
+    >>> import sc_print as sp
+    >>> adata = sp.datasets.example()  # doctest: +SKIP
+    >>> sp.tl.embed(adata)  # doctest: +SKIP
+    >>> adata.obs["scprint_pred_cell_type"].value_counts()  # doctest: +SKIP
+    """
+    # ---- options (cheap checks first)
+    if mode not in CONTEXT_MODES:
+        msg = f"Unknown mode {mode!r}; choose one of {list(CONTEXT_MODES)}."
+        raise ValueError(msg)
+    max_len = check_positive_int(max_len, "max_len")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    key_added = check_key(key_added)
+    if genes is not None and mode != "fixed":
+        msg = f"`genes` is only used with mode='fixed' (got mode={mode!r}); pass mode='fixed'."
+        raise ValueError(msg)
+    if truth is not None and not isinstance(truth, Mapping):
+        msg = f"`truth` must be a dict {{label: .obs column}}, got {type(truth).__name__}."
+        raise TypeError(msg)
+    labels_list = _as_list(labels, "labels")
+    embedding_list = _as_list(embedding_labels, "embedding_labels")
+    data = resolve_adata(adata, mod)
+
+    # ---- model and labels
+    model_name = model if isinstance(model, str) else None
+    model, torch_device = resolve_run(model, accelerator, device)
+    compute_dtype = resolve_dtype(dtype, torch_device)
+    net = model.net
+    token_names = list(net.token_names)
+    classifiers = list(net.config.labels)
+    token_labels = classifiers if labels_list is None else labels_list
+    unknown = [name for name in token_labels if name not in token_names]
+    if unknown:
+        msg = f"Unknown labels {unknown}; this model has the tokens {token_names} (classifiers: {classifiers})."
+        raise KeyError(msg)
+    pred_labels = [name for name in token_labels if name in classifiers]
+    embedding_tokens = embedding_list or list(net.config.pred_embedding or classifiers or ["cell"])
+    unknown = [name for name in embedding_tokens if name not in token_names]
+    if unknown:
+        msg = f"Unknown embedding_labels {unknown}; this model has the tokens {token_names}."
+        raise KeyError(msg)
+    truth = dict(truth or {})
+    for label, column in truth.items():
+        if label not in pred_labels:
+            msg = f"`truth` names label {label!r}, which is not predicted here; predicted labels: {pred_labels}."
+            raise ValueError(msg)
+        if column not in data.obs.columns:
+            msg = f"Truth column {column!r} not found in `.obs`; available columns: {list(data.obs.columns)}."
+            raise KeyError(msg)
+    hierarchies = {label: _hierarchy(model, label) for label in pred_labels}
+    truth_ids = {label: _truth_ids(hierarchies[label], data.obs[column], column) for label, column in truth.items()}
+
+    # ---- counts, genes, depth (validated; nothing written)
+    inputs = load_counts(data, model, layer=layer, chunk_size=batch_size)
+    mapping = inputs.mapping
+    positions = None
+    if mode == "fixed":
+        if genes is not None:
+            positions = genes_from_names(data, genes, mapping)
+        else:
+            positions = hvg_positions(inputs.X, mapping, max_len, chunk_size=batch_size)
+    generator = torch_generator(make_rng(rng)) if mode == "random_expr" else None
+
+    result = _embed_matrix(
+        inputs.X,
+        mapping.mapper,
+        inputs.depth,
+        net,
+        mode=mode,
+        max_len=max_len,
+        positions=positions,
+        embedding_tokens=embedding_tokens,
+        token_labels=token_labels,
+        pred_labels=pred_labels,
+        batch_size=batch_size,
+        device=torch_device,
+        dtype=compute_dtype,
+        generator=generator,
+        gene_embeddings=gene_embeddings,
+    )
+
+    # ---- summaries computed before writing
+    predictions = {label: result.proba[label].argmax(1) for label in pred_labels}
+    accuracy = {
+        label: _accuracy(hierarchies[label], predictions[label], truth_ids[label], column)
+        for label, column in truth.items()
+    }
+    if mode == "all":
+        context_genes = data.var_names[mapping.first_col]
+    elif mode == "fixed":
+        context_genes = data.var_names[mapping.first_col[positions]]
+    else:
+        context_genes = None
+    context = {
+        "mode": mode,
+        "n_genes": int(len(context_genes) if context_genes is not None else min(max_len, mapping.n_genes)),
+    }
+    if mode == "fixed":
+        context["genes"] = context_genes.astype(str).tolist()
+
+    # ---- write
+    target, out = output_target(adata, mod, copy=copy)
+    if gene_embeddings:
+        gene_emb = np.full((out.n_vars, result.gene_sum.shape[1]), np.nan, dtype=np.float32)
+        cols = np.flatnonzero(mapping.mapped)
+        pos = mapping.mapper.positions(mapping.col_vocab[cols])
+        seen = result.gene_count[pos] > 0
+        gene_emb[cols[seen]] = result.gene_sum[pos[seen]] / result.gene_count[pos[seen], None]
+        out.varm[Key.varm.gene_emb] = gene_emb
+        log_written("varm", Key.varm.gene_emb)
+    obsm_keys = {"embedding": Key.obsm.emb(key_added)}
+    out.obsm[Key.obsm.emb(key_added)] = result.embedding
+    log_written("obsm", Key.obsm.emb(key_added))
+    for label in token_labels:
+        key = Key.obsm.emb(key_added, label)
+        out.obsm[key] = result.tokens[label]
+        obsm_keys[label] = key
+        log_written("obsm", key)
+    for label in pred_labels:
+        hierarchy, proba, pred = hierarchies[label], result.proba[label], predictions[label]
+        names = _unique_names(hierarchy)
+        name_values = np.asarray(names, dtype=object)[pred]
+        id_values = np.asarray(hierarchy.leaves, dtype=object)[pred]
+        out.obs[Key.obs.pred(label, key_added)] = pd.Categorical(
+            name_values, categories=names
+        ).remove_unused_categories()
+        out.obs[Key.obs.pred_id(label, key_added)] = pd.Categorical(
+            id_values, categories=hierarchy.leaves
+        ).remove_unused_categories()
+        out.obs[Key.obs.conf(label, key_added)] = proba[np.arange(len(pred)), pred]
+        out.obsm[Key.obsm.proba(label, key_added)] = pd.DataFrame(proba, index=out.obs_names.copy(), columns=names)
+        for kind, key in (
+            ("obs", Key.obs.pred(label, key_added)),
+            ("obs", Key.obs.pred_id(label, key_added)),
+            ("obs", Key.obs.conf(label, key_added)),
+            ("obsm", Key.obsm.proba(label, key_added)),
+        ):
+            log_written(kind, key)
+        if label in accuracy:
+            logger.info(
+                "%s accuracy against `.obs[%r]`: %.3f over %d cells",
+                label,
+                accuracy[label]["column"],
+                accuracy[label]["accuracy"],
+                accuracy[label]["n_cells"],
+            )
+
+    record: dict[str, Any] = {
+        "params": params_record(
+            model=model_name,
+            layer=layer,
+            labels=labels_list,
+            embedding_labels=embedding_list,
+            mode=mode,
+            max_len=max_len,
+            genes=None if genes is None else [str(g) for g in genes],
+            truth=truth or None,
+            gene_embeddings=gene_embeddings or None,
+            batch_size=batch_size,
+            accelerator=accelerator,
+            device=device,
+            dtype=dtype_name(compute_dtype),
+            rng=seed_record(rng),
+            key_added=key_added,
+            mod=mod,
+        ),
+        "model": model_record(model),
+        "embedding_tokens": list(embedding_tokens),
+        "obsm_keys": obsm_keys,
+        "labels": list(pred_labels),
+        "context": context,
+        **inputs.record(),
+        "device": str(torch_device),
+    }
+    if pred_labels:
+        record["proba_columns"] = {label: list(hierarchies[label].leaves) for label in pred_labels}
+        record["proba_names"] = {label: _unique_names(hierarchies[label]) for label in pred_labels}
+    if accuracy:
+        record["accuracy"] = accuracy
+    key = uns_key(Key.uns.embed, key_added, suffix="embed")
+    out.uns[key] = record
+    log_written("uns", key)
+    return target if copy else None
