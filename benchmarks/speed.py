@@ -12,7 +12,8 @@ timed on ``--ref-cells`` cells and its time per cell is scaled to 1,000 cells (t
 per batch plus running sums, linear in cells); its peak memory is reported as measured on those cells.
 ``--ref-cells 1000`` runs it in full.
 
-Writes ``benchmarks/results/speed.json`` and ``benchmarks/results/speed.md``.
+Writes ``benchmarks/results/speed.json``, ``speed.md`` and ``speed_rows.jsonl`` (every measurement as it was taken;
+``--from-rows`` rebuilds the tables from such a file). A failed measurement (e.g. out of memory) is recorded, not fatal.
 
     .venv/bin/python benchmarks/speed.py [--ref-cells 100] [--tasks grn embed denoise] [--genes 2000 4000]
 """
@@ -102,6 +103,46 @@ def _run(cmd: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def build_result(raw: list[dict], *, machine_info: dict | None = None) -> dict:
+    """Pair the rows of the runs (sc_print then reference, per task and gene count) into the result record."""
+    rows, scaling, notes = [], [], []
+    for row in raw:
+        if row.get("error"):
+            notes.append(
+                f"The {row['impl']} run of `{row['task']}` over {row['n_genes']:,} genes "
+                f"({row.get('n_cells', '?')} cells, batch {row.get('batch_size', '?')}) failed: {row['error']}"
+            )
+        elif row.get("backed"):
+            scaling.append(row)
+        elif row["impl"] == "sc_print":
+            rows.append({"task": row["task"], "n_genes": row["n_genes"], "n_cells": N_CELLS, "sc_print": row})
+        else:
+            match = [r for r in rows if r["task"] == row["task"] and r["n_genes"] == row["n_genes"]]
+            if not match:
+                continue
+            ref = dict(row)
+            scale = N_CELLS / ref["n_cells"]
+            ref["wall_s_1000_cells"] = ref["wall_s"] * scale
+            ref["extrapolated"] = scale != 1
+            match[-1]["reference"] = ref
+            match[-1]["speedup"] = ref["wall_s_1000_cells"] / match[-1]["sc_print"]["wall_s"]
+            match[-1]["memory_ratio"] = ref["peak_rss_gb"] / match[-1]["sc_print"]["peak_rss_gb"]
+    ours = [r["sc_print"] for r in rows]
+    if ours:
+        notes.append(
+            f"sc_print ran with dtype {ours[0].get('dtype')} and batch {ours[0].get('batch_size')}; the reference in "
+            "float32 (its CPU setting). Edge counts of the networks are in speed.json for both."
+        )
+    return {
+        "data": "10x frozen PBMC donor A (Zheng et al. 2017), 1,000 deepest cells, top seurat_v3 HVGs (raw counts)",
+        "model": "random weights, official checkpoint format written by scprint 2.3.8, d_model 128, 4 layers, 4 heads",
+        "machine": machine_info or machine(),
+        "rows": rows,
+        "embed_memory_scaling": scaling,
+        "notes": notes,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ref-cells", type=int, default=100)
@@ -121,8 +162,20 @@ def main() -> int:
         help="also embed --scaling-cells cells tiled this many times from a backed .h5ad (peak memory vs cells)",
     )  # fmt: skip
     parser.add_argument("--scaling-cells", type=int, default=250)
+    parser.add_argument("--scaling-genes", type=int, default=500)
+    parser.add_argument(
+        "--from-rows", type=Path, default=None,
+        help="rebuild speed.json/.md from a rows file of an earlier run (no new measurement)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS / "speed.json")
     args = parser.parse_args()
+    rows_file = args.out.with_name(args.out.stem + "_rows.jsonl")
+
+    if args.from_rows is not None:
+        raw = [json.loads(line) for line in args.from_rows.read_text().splitlines() if line.strip()]
+        machine_info = next((r["machine"] for r in raw if "machine" in r), None)
+        raw = [r for r in raw if "impl" in r]
+        return _write(args.out, build_result(raw, machine_info=machine_info))
 
     npz, meta = prepare_inputs()
     ckpt = WORK / "speed_small_random.ckpt"
@@ -142,60 +195,58 @@ def main() -> int:
                 str(ckpt),
             ]
         )
-    rows = []
+    rows_file.parent.mkdir(parents=True, exist_ok=True)
+    rows_file.write_text(json.dumps({"machine": machine()}) + "\n")
+    raw: list[dict] = []
+
+    def record(cmd: list[str], what: dict) -> None:
+        """Run one measurement; a failure is recorded (and reported) instead of stopping the suite."""
+        try:
+            row = _run(cmd)
+        except RuntimeError as err:
+            row = {**what, "error": str(err).strip().splitlines()[-1][:300] or "process failed"}
+        raw.append(row)
+        with rows_file.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+
+    common = ["--ckpt", str(ckpt), "--inputs-npz", str(npz)]
     for n_genes in args.genes:
         for task in args.tasks:
-            ours = _run(
+            record(
                 [
-                    sys.executable,
-                    str(HERE / "_speed_ours.py"),
-                    "--ckpt", str(ckpt), "--inputs-npz", str(npz), "--task", task,
+                    sys.executable, str(HERE / "_speed_ours.py"), *common, "--task", task,
                     "--n-genes", str(n_genes), "--n-cells", str(N_CELLS),
                     "--batch-size", str(args.batch_size), "--dtype", args.dtype, "--device", args.device,
-                ]
+                ],
+                {"impl": "sc_print", "task": task, "n_genes": n_genes, "n_cells": N_CELLS, "batch_size": args.batch_size},
             )  # fmt: skip
-            row = {"task": task, "n_genes": n_genes, "n_cells": N_CELLS, "sc_print": ours}
-            print(json.dumps(ours), flush=True)
             if has_ref:
-                ref = _run(
+                record(
                     [
-                        str(REF_PYTHON), str(HERE / "_speed_reference.py"), "run",
-                        "--ckpt", str(ckpt), "--inputs-npz", str(npz), "--task", task,
+                        str(REF_PYTHON), str(HERE / "_speed_reference.py"), "run", *common, "--task", task,
                         "--n-genes", str(n_genes), "--n-cells", str(args.ref_cells),
                         "--batch-size", str(args.ref_batch_size),
-                    ]
+                    ],
+                    {"impl": "reference", "task": task, "n_genes": n_genes, "n_cells": args.ref_cells,
+                     "batch_size": args.ref_batch_size},
                 )  # fmt: skip
-                print(json.dumps(ref), flush=True)
-                scale = N_CELLS / ref["n_cells"]
-                ref["wall_s_1000_cells"] = ref["wall_s"] * scale
-                ref["extrapolated"] = scale != 1
-                row["reference"] = ref
-                row["speedup"] = ref["wall_s_1000_cells"] / ours["wall_s"]
-                row["memory_ratio"] = ref["peak_rss_gb"] / ours["peak_rss_gb"]
-            rows.append(row)
-    scaling = []
     for tile in args.memory_scaling:
-        run = _run(
+        record(
             [
-                sys.executable, str(HERE / "_speed_ours.py"),
-                "--ckpt", str(ckpt), "--inputs-npz", str(npz), "--task", "embed", "--n-genes", "2000",
-                "--n-cells", str(args.scaling_cells), "--tile", str(tile), "--backed", "--batch-size", "64",
-                "--dtype", args.dtype, "--device", args.device,
-            ]
+                sys.executable, str(HERE / "_speed_ours.py"), *common, "--task", "embed",
+                "--n-genes", str(args.scaling_genes), "--n-cells", str(args.scaling_cells), "--tile", str(tile),
+                "--backed", "--batch-size", "64", "--dtype", args.dtype, "--device", args.device,
+            ],
+            {"impl": "sc_print", "task": "embed", "n_genes": args.scaling_genes, "backed": True},
         )  # fmt: skip
-        print(json.dumps(run), flush=True)
-        scaling.append(run)
-    result = {
-        "data": "10x frozen PBMC donor A (Zheng et al. 2017), 1,000 deepest cells, top seurat_v3 HVGs (raw counts)",
-        "model": "random weights, official checkpoint format written by scprint 2.3.8, d_model 128, 4 layers, 4 heads",
-        "machine": machine(),
-        "reference_cells": args.ref_cells if has_ref else None,
-        "rows": rows,
-        "embed_memory_scaling": scaling,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(render(result))
+    return _write(args.out, build_result(raw))
+
+
+def _write(out: Path, result: dict) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(render(result))
     print(render(result))
     return 0
 
@@ -232,6 +283,9 @@ def render(result: dict) -> str:
             f"| {r['n_cells']:,} | {r['wall_s']:.0f} | {r['peak_rss_gb']:.2f} |" for r in result["embed_memory_scaling"]
         ]
     timed = sorted({r["reference"]["n_cells"] for r in result["rows"] if r.get("reference")})
+    missing = [r for r in result["rows"] if not r.get("reference")]
+    if missing and timed:
+        lines.append("\n– : no reference measurement for this row (see the notes below).")
     if timed and timed != [N_CELLS]:
         lines.append(
             f"\n\\* reference timed on {' or '.join(map(str, timed))} cells (see `speed.json`) and scaled to {N_CELLS} "
