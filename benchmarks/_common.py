@@ -21,6 +21,7 @@ import os
 import platform
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -271,6 +272,47 @@ def write_results(
     results.to_csv(out / f"{name}.csv", index=False)
     logger.info("wrote %s (%.0f s)", path, payload["wall_time_s"])
     return path
+
+
+@dataclass
+class BenchmarkRun:
+    """One benchmark process: its arguments, model, machine and start time, and the writer of its result files."""
+
+    name: str
+    args: argparse.Namespace
+    model: Any
+    model_info: dict[str, Any]
+    machine: dict[str, Any]
+    started: float
+    #: the command-line arguments as JSON values (scripts add their own entries, e.g. ``"seconds"``)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def write(
+        self, *, data: list[dict[str, Any]], results: pd.DataFrame, summary: pd.DataFrame, notes: Sequence[str]
+    ) -> Path:
+        """:func:`write_results` with this run's name, start time, machine, model and settings."""
+        return write_results(
+            self.args.out,
+            self.name,
+            started=self.started,
+            machine=self.machine,
+            model=self.model_info,
+            data=data,
+            settings=self.settings,
+            results=results,
+            summary=summary,
+            notes=notes,
+        )
+
+
+def start_run(args: argparse.Namespace, name: str) -> BenchmarkRun:
+    """Seed and set up the process (:func:`setup_run`), record the machine and load the model of ``--model``."""
+    setup_run(args)
+    started = time.perf_counter()
+    machine = machine_info()
+    model, model_info = load_benchmark_model(args.model)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    return BenchmarkRun(name, args, model, model_info, machine, started, settings)
 
 
 @contextmanager

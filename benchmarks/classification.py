@@ -19,20 +19,15 @@ Run: ``python benchmarks/classification.py [--model default]``.
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from _common import (
     base_parser,
     data_record,
-    load_benchmark_model,
     load_pbmc_sorted,
-    machine_info,
-    setup_run,
+    start_run,
     timed,
-    write_results,
 )
 from sklearn.metrics import confusion_matrix, f1_score
 
@@ -49,25 +44,17 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=512, help="scPRINT context: random expressed genes per cell")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
-    setup_run(args)
-    started = time.perf_counter()
-    machine = machine_info()
-    model, model_info = load_benchmark_model(args.model)
+    run = start_run(args, "classification")
+    model = run.model
     adata, path = load_pbmc_sorted()
     data = [data_record(path, adata, truth="obs['cell_type_sorted'] (FACS sort) -> Cell Ontology")]
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings = run.settings
     hierarchy = getattr(model, "hierarchies", {}).get(LABEL)
     if hierarchy is None:
         notes = [f"The model has no {LABEL!r} classifier: no zero-shot classification is possible."]
         empty = pd.DataFrame()
-        write_results(
-            args.out,
-            "classification",
-            started=started,
-            machine=machine,
-            model=model_info,
+        run.write(
             data=data,
-            settings=settings,
             results=empty,
             summary=empty,
             notes=notes,
@@ -145,14 +132,8 @@ def main() -> None:
     if missing:
         notes.append(f"Populations the classifier cannot predict exactly (not among its leaves): {missing}.")
     settings["seconds"] = times
-    write_results(
-        args.out,
-        "classification",
-        started=started,
-        machine=machine,
-        model=model_info,
+    run.write(
         data=data,
-        settings=settings,
         results=results,
         summary=summary,
         notes=notes,

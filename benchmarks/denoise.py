@@ -24,8 +24,6 @@ Run: ``python benchmarks/denoise.py [--model default]``.
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -36,16 +34,13 @@ from _common import (
     base_parser,
     data_record,
     knn_smoothing,
-    load_benchmark_model,
     load_pbmc_sorted,
-    machine_info,
     magic_impute,
-    setup_run,
     seurat_v3_genes,
     spearman_per_cell,
+    start_run,
     timed,
     to_dense,
-    write_results,
 )
 
 import sc_print as sc_print_pkg
@@ -88,10 +83,8 @@ def main() -> None:
     parser.add_argument("--knn-k", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
-    setup_run(args)
-    started = time.perf_counter()
-    machine = machine_info()
-    model, model_info = load_benchmark_model(args.model)
+    run = start_run(args, "denoise")
+    model = run.model
     adata, path = load_pbmc_sorted()
     sc_print_pkg.pp.prepare(adata, model=model)
 
@@ -179,16 +172,10 @@ def main() -> None:
     ]
     if n_dropped:
         notes.append(f"{n_dropped} cells had no counts left after downsampling and were dropped.")
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings = run.settings
     settings.update({"drop": DROP, "depth_mult": depth_ratio, "rare_population": rare, "seconds": times})
-    write_results(
-        args.out,
-        "denoise",
-        started=started,
-        machine=machine,
-        model=model_info,
+    run.write(
         data=[data_record(path, adata, evaluated_cells=len(evaluated), genes_scored=len(genes))],
-        settings=settings,
         results=per_cell,
         summary=summary,
         notes=notes,

@@ -19,8 +19,6 @@ Run: ``python benchmarks/embedding.py [--model default]``.
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -30,12 +28,9 @@ import scanpy as sc
 from _common import (
     base_parser,
     data_record,
-    load_benchmark_model,
     load_cellbench,
-    machine_info,
-    setup_run,
+    start_run,
     timed,
-    write_results,
 )
 
 import sc_print as sc_print_pkg
@@ -133,10 +128,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--scvi-epochs", type=int, default=100)
     args = parser.parse_args()
-    setup_run(args)
-    started = time.perf_counter()
-    machine = machine_info()
-    model, model_info = load_benchmark_model(args.model)
+    run = start_run(args, "embedding")
+    model, model_info = run.model, run.model_info
     tables, data, times = [], [], {}
     for name in args.settings:
         table, records, t = run_setting(name, args, model)
@@ -159,16 +152,10 @@ def main() -> None:
             "without their cell-line labels; sc_dropseq was held out."
             + (f" Held-out sets per its card: {heldout}." if heldout else "")
         )
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings = run.settings
     settings["seconds"] = times
-    write_results(
-        args.out,
-        "embedding",
-        started=started,
-        machine=machine,
-        model=model_info,
+    run.write(
         data=data,
-        settings=settings,
         results=results,
         summary=summary,
         notes=notes,

@@ -8,14 +8,17 @@ its own. The reference runs in ``.venv-ref`` (``scripts/conformance/setup_refere
 need lamindb, so it is driven like its task classes drive it (see ``_speed_reference.py``).
 
 The reference is slow (about 2 s per cell for the 4,000-gene network on 2 cores), so by default it is
-timed on ``--ref-cells`` cells and its time per cell is scaled to 1,000 cells (the work is one forward
+timed on ``--ref-cells`` (50) cells and its time per cell is scaled to 1,000 cells (the work is one forward
 per batch plus running sums, linear in cells); its peak memory is reported as measured on those cells.
-``--ref-cells 1000`` runs it in full.
+``--ref-cells 1000`` runs it in full. sc_print runs in bfloat16 autocast with batch 8 by default (its CPU
+setting; ``--dtype float32`` for full precision), the reference in float32 (its own CPU setting) with batch
+``--ref-batch-size`` (16: its CPU attention materialises per-cell attention, and its default of 64 cells needs
+more than 24 GB at 4,000 genes). Part of ``run_all.sh``; about 25 min on 2 cores.
 
 Writes ``benchmarks/results/speed.json``, ``speed.md`` and ``speed_rows.jsonl`` (every measurement as it was taken;
 ``--from-rows`` rebuilds the tables from such a file). A failed measurement (e.g. out of memory) is recorded, not fatal.
 
-    .venv/bin/python benchmarks/speed.py [--ref-cells 100] [--tasks grn embed denoise] [--genes 2000 4000]
+    .venv/bin/python benchmarks/speed.py [--ref-cells 50] [--tasks grn embed denoise] [--genes 2000 4000]
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ def build_result(raw: list[dict], *, machine_info: dict | None = None) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ref-cells", type=int, default=100)
+    parser.add_argument("--ref-cells", type=int, default=50)
     parser.add_argument(
         "--ref-batch-size", type=int, default=16,
         help="reference batch size: its CPU attention materialises per-cell attention, and its default of 64 cells "
@@ -153,8 +156,8 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--tasks", nargs="+", default=["grn", "embed", "denoise"])
     parser.add_argument("--genes", nargs="+", type=int, default=[2000, 4000])
-    parser.add_argument("--batch-size", type=int, default=16, help="sc_print batch size")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--batch-size", type=int, default=8, help="sc_print batch size")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument(

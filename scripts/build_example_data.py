@@ -57,9 +57,7 @@ def build(data_dir: Path) -> ad.AnnData:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument(
-        "--out", type=Path, default=REPO / "src" / "sc_print" / "_resources" / "example_cellbench.h5ad"
-    )
+    parser.add_argument("--out", type=Path, default=REPO / "src" / "sc_print" / "_resources" / "example_cellbench.h5ad")
     args = parser.parse_args()
     adata = build(args.data_dir)
     adata.write_h5ad(args.out, compression="gzip", compression_opts=9)

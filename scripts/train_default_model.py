@@ -76,6 +76,14 @@ LOSS_KEYS = (
 )
 #: options of `train` that define the model and its recipe (the card reads them from the run record)
 TRAINING_ARGS = ("seed", "min_cells", "max_len", "batch_size", "lr", "warmup_steps", "validation_size")
+#: defaults of the recipe options that `train --resume` takes from the resumed run when they are not given
+RECIPE_DEFAULTS: dict[str, Any] = {
+    "max_len": 512,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "warmup_steps": 200,
+    "validation_size": 0.03,
+}
 #: share of one predicted class above which the card reports a collapsed cell-type head
 COLLAPSE_SHARE = 0.9
 #: cells with fewer detected genes are dropped
@@ -556,6 +564,7 @@ def train_model(args: argparse.Namespace) -> None:
             "median_s_per_step": float(np.median(timer.times)) if timer.times else None,
             "end_step": int(model.trainer.global_step),
             "epochs": int(model.trainer.current_epoch),
+            "args": {k: getattr(args, k) for k in TRAINING_ARGS},
             "history": history,
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - wall)),
             "load_average_at_end": list(os.getloadavg()),
@@ -870,7 +879,8 @@ def write_card(args: argparse.Namespace) -> dict[str, Any]:
             "batch_size": args.batch_size,
             "optimizer": "AdamW (betas 0.9/0.999, weight decay 0.01)",
             "lr": args.lr,
-            "warmup_steps": args.warmup_steps,
+            # the warm-up happens in the first run (a resumed run past it keeps the full learning rate)
+            "warmup_steps": (segments[0].get("args") or {}).get("warmup_steps", args.warmup_steps),
             "lr_schedule": "linear warmup, then ReduceLROnPlateau(factor 0.6, patience 1) on the validation loss per epoch",
             "max_len": args.max_len,
             "noise": 0.6,
@@ -901,6 +911,27 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _segment_lines(segments: list[dict[str, Any]]) -> list[str]:
+    """One card line per resumed training run (where it started, how long it took, steps it repeated)."""
+    if len(segments) < 2:
+        return []
+    parts, previous_end = [], 0
+    for seg in segments:
+        start = 0 if seg["resumed_from"] is None else int(seg["resumed_from"].removeprefix("step").split(".")[0])
+        text = f"steps {start}-{seg['end_step']} in {seg['wall_s'] / 60:.1f} min"
+        if seg.get("args"):
+            a = seg["args"]
+            text += f" ({a['max_len']} genes per cell, batch {a['batch_size']}, lr {a['lr']}, {a['warmup_steps']} warm-up steps)"
+        if seg["resumed_from"] is not None:
+            text += f" (resumed from `{seg['resumed_from']}`"
+            if start < previous_end:
+                text += f"; steps {start}-{previous_end} of the previous run were discarded and trained again"
+            text += ")"
+        parts.append(text)
+        previous_end = seg["end_step"]
+    return [f"- trained in {len(segments)} runs: " + "; ".join(parts) + " (the wall time above sums them)"]
 
 
 def render_card(card: dict[str, Any]) -> str:
@@ -973,13 +1004,16 @@ def render_card(card: dict[str, Any]) -> str:
         "",
         "## Training",
         "",
-        f"- recipe: {train['losses']}; context of {train['max_len']} random expressed genes per cell, "
+        f"- recipe: {train['losses']}; context of {train['max_len']} random expressed genes per cell"
+        + (" in the last run (each run's settings below)" if len(train.get("segments", [])) > 1 else "")
+        + ", "
         f"downsampling noise {train['noise']}",
         f"- {train['steps']:,} steps ({train['epochs']} epochs of label-weighted sampling: {train['weighted_sampling']}), "
         f"batch size {train['batch_size']}, {train['optimizer']}, lr {train['lr']} with {train['warmup_steps']} "
         f"warm-up steps; {train['lr_schedule']}; seed {train['seed']}",
         f"- wall time {train['wall_time_s'] / 60:.1f} min of training, median {_fmt(train['s_per_step_median'], 2)} "
         f"s/step; evaluation {card['evaluation_wall_s'] / 60:.1f} min",
+        *_segment_lines(train.get("segments", [])),
         f"- machine: {m['nproc']} CPU cores ({m['cpu_model']}), {m['torch_threads']} torch threads, no GPU, "
         f"torch {m['torch']}, lightning {m['lightning']}, scvi-tools {m['scvi_tools']}, Python {m['python']}; "
         f"{m['note']}",
@@ -992,8 +1026,8 @@ def render_card(card: dict[str, Any]) -> str:
                 f"max_len {b['max_len']}: {b['median_s_per_step']:.2f} s/step (load average {b['load_average'][0]:.1f})"
                 for b in train["benchmarks"]
             )
-            + f". The context was set to {train['max_len']} genes and the step count to fit the time budget "
-            "of the run on this shared machine.",
+            + ". The context length and the step count of each run were chosen from these timings to fit its time "
+            "budget on this machine.",
         ]
     lines += [
         "",
@@ -1091,11 +1125,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--min-cells", type=int, default=3, help="vocabulary: genes detected in >= this many cells")
-    parser.add_argument("--max-len", type=int, default=512, help="genes in context per cell")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup-steps", type=int, default=200)
-    parser.add_argument("--validation-size", type=float, default=0.03)
+    # recipe options: default None = the previous run's value under `train --resume`, else RECIPE_DEFAULTS
+    parser.add_argument("--max-len", type=int, default=None, help="genes in context per cell (512)")
+    parser.add_argument("--batch-size", type=int, default=None, help="cells per step (32)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (1e-3)")
+    parser.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (200)")
+    parser.add_argument("--validation-size", type=float, default=None, help="validation share (0.03)")
     parser.add_argument("--steps", type=int, default=20, help="benchmark: steps to time")
     parser.add_argument("--budget-min", type=float, default=30.0, help="benchmark: training budget to fit")
     parser.add_argument("--max-steps", type=int, default=2000, help="train: total optimiser steps")
@@ -1105,7 +1140,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--transfer-k", type=int, default=15, help="label transfer: neighbours")
     parser.add_argument("--transfer-min-vote", type=float, default=0.6, help="label transfer: minimum vote")
     parser.add_argument("--transfer-max-dist-quantile", type=float, default=0.99, help="label transfer: distance cut")
-    return parser.parse_args(argv)
+    return fill_recipe(parser.parse_args(argv))
+
+
+def fill_recipe(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the recipe options left unset: from the run being resumed (``train --resume``), else the defaults.
+
+    A resumed run thus keeps its context length, batch size and schedule unless an option is given again on
+    the command line; whatever each run used is recorded in its segment of the run record (and in the card).
+    """
+    previous: dict[str, Any] = {}
+    run_path = args.cache_dir / RUN_FILE
+    if args.command == "train" and args.resume and run_path.exists():
+        run = json.loads(run_path.read_text())
+        segments = run.get("segments") or []
+        previous = (segments[-1].get("args") if segments else None) or run.get("args") or {}
+    for key, default in RECIPE_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, previous.get(key, default))
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
