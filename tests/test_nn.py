@@ -329,6 +329,26 @@ def test_qk_hook_with_decoding_runs_the_full_pass() -> None:
     torch.testing.assert_close(out.cell_tokens, ref.cell_tokens)
 
 
+@pytest.mark.parametrize(("attention_backend", "num_heads_kv"), [("sdpa", None), ("sdpa", 2), ("math", None)])
+def test_cell_tokens_only_matches_the_full_pass(attention_backend: str, num_heads_kv: int | None) -> None:
+    net = _net(labels=LABELS, attention=attention_backend, num_heads_kv=num_heads_kv, nlayers=3)
+    gene_idx, expr, depth = _batch()
+    with torch.no_grad():
+        full = net(gene_idx, expr, depth, decode=False)
+        short = net(gene_idx, expr, depth, decode=False, cell_tokens_only=True)
+    assert short.gene_out is None
+    assert short.cell_tokens.shape == full.cell_tokens.shape == (B, net.n_cell_tokens, D)
+    torch.testing.assert_close(short.cell_tokens, full.cell_tokens, atol=1e-5, rtol=1e-5)
+    for label in LABELS:
+        torch.testing.assert_close(short.cls_logits[label], full.cls_logits[label], atol=1e-5, rtol=1e-5)
+
+
+def test_cell_tokens_only_refuses_decoding() -> None:
+    net = _net()
+    with pytest.raises(ValueError, match="needs decode=False"):
+        net(*_batch(), cell_tokens_only=True)
+
+
 # ---------------------------------------------------------------------------------------------------- precision, regularisation
 
 

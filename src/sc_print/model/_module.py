@@ -133,7 +133,9 @@ class ScPrintModule(BaseModuleClass):
         result = {"out": out, "expr": expr, "gene_idx": gene_idx, "depth": depth, "labels": labels or {}}
         if self.contrastive_scale > 0:
             noisy2 = downsample_profile(expr, self.noise)
-            out2 = self.net(gene_idx, noisy2, depth, depth_mult=context_total, req_depth=depth, decode=False)
+            out2 = self.net(
+                gene_idx, noisy2, depth, depth_mult=context_total, req_depth=depth, decode=False, cell_tokens_only=True
+            )
             result["emb2"] = self.net.embed(out2.cell_tokens)
         return result
 

@@ -1,8 +1,8 @@
 """Attention backends behind one function.
 
-``attention(q, k, v)`` takes ``[B, S, H, hd]`` queries and ``[B, S, Hkv, hd]`` keys/values
+``attention(q, k, v)`` takes ``[B, Sq, H, hd]`` queries and ``[B, S, Hkv, hd]`` keys/values
 (``Hkv`` divides ``H``: grouped-query attention, query head ``h`` uses kv head ``h // (H // Hkv)``)
-and returns ``[B, S, H, hd]``. No mask, no causality: scPRINT attends over an unordered gene set.
+and returns ``[B, Sq, H, hd]`` (``Sq = S`` except when only the cell tokens are needed). No mask, no causality: scPRINT attends over an unordered gene set.
 
 Backends
 --------
@@ -51,7 +51,7 @@ def attention(
     Parameters
     ----------
     q
-        Queries ``[B, S, H, hd]``.
+        Queries ``[B, Sq, H, hd]`` (``Sq <= S``: a subset of the tokens may query).
     k, v
         Keys and values ``[B, S, Hkv, hd]``.
     backend
@@ -61,7 +61,7 @@ def attention(
 
     Returns
     -------
-    ``[B, S, H, hd]`` attention output.
+    ``[B, Sq, H, hd]`` attention output.
     """
     n_rep = q.shape[2] // k.shape[2]
     if backend == "flash_attn":

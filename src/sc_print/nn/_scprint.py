@@ -152,6 +152,7 @@ class ScPrintNet(nn.Module):
         qk_layers: Sequence[int] | None = None,
         decode: bool = True,
         classify: bool = True,
+        cell_tokens_only: bool = False,
     ) -> ScPrintOutput:
         """Run the network on one batch of tokenised cells.
 
@@ -175,16 +176,24 @@ class ScPrintNet(nn.Module):
         decode, classify
             Compute the expression parameters / the class logits. With both False and a ``qk_hook``
             the pass stops after the last requested layer's Q and K.
+        cell_tokens_only
+            Compute the outputs of the cell tokens only (embedding and classification): the last block
+            skips the attention output and MLP of the gene tokens, and ``gene_out`` is ``None``. Needs
+            ``decode=False``.
 
         Returns
         -------
         :class:`ScPrintOutput`
         """
+        if cell_tokens_only and decode:
+            msg = "cell_tokens_only=True computes no gene outputs, so it needs decode=False."
+            raise ValueError(msg)
         req_depth = depth if req_depth is None else req_depth
         tokens = self.gene_tokens(gene_idx, expr, mask=mask)
         x = torch.cat([self.cell_tokens(gene_idx.shape[0], req_depth).to(tokens.dtype), tokens], dim=1)
         stop = qk_hook is not None and not (decode or classify)
-        h = self.transformer(x, qk_hook=qk_hook, qk_layers=qk_layers, stop_after_qk=stop)
+        n_outputs = self.n_cell_tokens if cell_tokens_only else None
+        h = self.transformer(x, qk_hook=qk_hook, qk_layers=qk_layers, stop_after_qk=stop, n_outputs=n_outputs)
         if h is None:
             return ScPrintOutput()
         return self._heads(h, expr=expr, depth_mult=depth_mult, req_depth=req_depth, decode=decode, classify=classify)
@@ -220,7 +229,7 @@ class ScPrintNet(nn.Module):
         classify: bool,
     ) -> ScPrintOutput:
         t = self.n_cell_tokens
-        out = ScPrintOutput(cell_tokens=h[:, :t], gene_out=h[:, t:])
+        out = ScPrintOutput(cell_tokens=h[:, :t], gene_out=h[:, t:] if h.shape[1] > t else None)
         if decode:
             if depth_mult is None or not torch.is_tensor(depth_mult):
                 base = expr.sum(-1).float() if expr is not None else req_depth.float()

@@ -61,14 +61,25 @@ class MHA(nn.Module):
         return q, k, v
 
     def forward(
-        self, x: torch.Tensor, *, backend: AttentionBackend = "sdpa", qk_out: list | None = None
+        self,
+        x: torch.Tensor,
+        *,
+        backend: AttentionBackend = "sdpa",
+        qk_out: list | None = None,
+        n_queries: int | None = None,
     ) -> torch.Tensor:
-        """Attend; when ``qk_out`` is a list, append ``(q, k)`` with kv heads repeated to ``H``."""
+        """Attend; when ``qk_out`` is a list, append ``(q, k)`` with kv heads repeated to ``H``.
+
+        With ``n_queries``, only the first ``n_queries`` tokens query (over all keys): the output is
+        ``[B, n_queries, d]``.
+        """
         q, k, v = self.qkv(x)
         if qk_out is not None:
             qk_out.append((q, _repeat_kv(k, self.nhead // self.num_heads_kv)))
+        if n_queries is not None:
+            q = q[:, :n_queries]
         out = attention(q, k, v, backend=backend)
-        return self.out_proj(out.reshape(x.shape[0], x.shape[1], -1))
+        return self.out_proj(out.reshape(q.shape[0], q.shape[1], -1))
 
 
 class Mlp(nn.Module):
@@ -109,10 +120,22 @@ class Block(nn.Module):
         self.drop_path2 = DropPath(drop_path)
 
     def forward(
-        self, x: torch.Tensor, *, backend: AttentionBackend = "sdpa", qk_out: list | None = None
+        self,
+        x: torch.Tensor,
+        *,
+        backend: AttentionBackend = "sdpa",
+        qk_out: list | None = None,
+        n_outputs: int | None = None,
     ) -> torch.Tensor:
-        """``x`` is the float32 residual stream ``[B, T, d]``."""
-        h = self.mixer(self.norm1(x), backend=backend, qk_out=qk_out)
+        """``x`` is the float32 residual stream ``[B, T, d]``.
+
+        With ``n_outputs``, only the first ``n_outputs`` tokens are updated (they still attend to every
+        token) and the block returns ``[B, n_outputs, d]``: the attention output and MLP of the other tokens
+        are never computed.
+        """
+        h = self.mixer(self.norm1(x), backend=backend, qk_out=qk_out, n_queries=n_outputs)
+        if n_outputs is not None:
+            x = x[:, :n_outputs]
         x = x + self.drop_path1(self.dropout1(h)).float()
         h = self.mlp(self.norm2(x))
         return x + self.drop_path2(self.dropout2(h)).float()
@@ -172,6 +195,7 @@ class Transformer(nn.Module):
         qk_hook: QKHook | None = None,
         qk_layers: Sequence[int] | None = None,
         stop_after_qk: bool = False,
+        n_outputs: int | None = None,
     ) -> torch.Tensor | None:
         """Run the stack on ``x`` ``[B, T, d]``.
 
@@ -187,10 +211,15 @@ class Transformer(nn.Module):
         stop_after_qk
             Stop as soon as the last requested Q/K were handed over and return ``None``: the gene-network
             path needs no output, and skips the attention of that layer and every later layer.
+        n_outputs
+            Return only the first ``n_outputs`` tokens (the cell tokens, for embedding): the last block
+            computes queries, attention output and MLP for those tokens only, against the keys and values of
+            every token, which gives the same values as slicing the full output.
 
         Returns
         -------
-        ``[B, T, d]`` normalised output (float32), or ``None`` when ``stop_after_qk``.
+        ``[B, T, d]`` normalised output (float32; ``[B, n_outputs, d]`` with ``n_outputs``), or ``None`` when
+        ``stop_after_qk``.
         """
         n = len(self.blocks)
         wanted = set(range(n)) if qk_layers is None else {i % n for i in qk_layers}
@@ -203,7 +232,7 @@ class Transformer(nn.Module):
                 qk_hook(i, q, _repeat_kv(k, block.mixer.nhead // block.mixer.num_heads_kv))
                 return None
             qk_out: list | None = [] if grab else None
-            x = block(x, backend=self.backend, qk_out=qk_out)
+            x = block(x, backend=self.backend, qk_out=qk_out, n_outputs=n_outputs if i == n - 1 else None)
             if grab:
                 qk_hook(i, *qk_out[0])
         if stop_after_qk and qk_hook is not None:

@@ -108,7 +108,14 @@ def _embed_matrix(
     )
     with inference_mode(net, device, dtype):
         for start, stop, tokens in batches:
-            out = net(tokens.gene_idx, tokens.expr, tokens.depth, decode=False, classify=bool(pred_labels))
+            out = net(
+                tokens.gene_idx,
+                tokens.expr,
+                tokens.depth,
+                decode=False,
+                classify=bool(pred_labels),
+                cell_tokens_only=not gene_embeddings,
+            )
             cell = out.cell_tokens.float()
             result.embedding[start:stop] = net.embed(cell, list(embedding_tokens)).cpu().numpy()
             for label, idx in token_index.items():
