@@ -48,7 +48,6 @@ def main() -> None:
     model = run.model
     adata, path = load_pbmc_sorted()
     data = [data_record(path, adata, truth="obs['cell_type_sorted'] (FACS sort) -> Cell Ontology")]
-    settings = run.settings
     hierarchy = getattr(model, "hierarchies", {}).get(LABEL)
     if hierarchy is None:
         notes = [f"The model has no {LABEL!r} classifier: no zero-shot classification is possible."]
@@ -131,7 +130,7 @@ def main() -> None:
     ]
     if missing:
         notes.append(f"Populations the classifier cannot predict exactly (not among its leaves): {missing}.")
-    settings["seconds"] = times
+    run.settings["seconds"] = times
     run.write(
         data=data,
         results=results,

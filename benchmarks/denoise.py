@@ -172,8 +172,7 @@ def main() -> None:
     ]
     if n_dropped:
         notes.append(f"{n_dropped} cells had no counts left after downsampling and were dropped.")
-    settings = run.settings
-    settings.update({"drop": DROP, "depth_mult": depth_ratio, "rare_population": rare, "seconds": times})
+    run.settings.update({"drop": DROP, "depth_mult": depth_ratio, "rare_population": rare, "seconds": times})
     run.write(
         data=[data_record(path, adata, evaluated_cells=len(evaluated), genes_scored=len(genes))],
         results=per_cell,

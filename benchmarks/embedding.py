@@ -152,8 +152,7 @@ def main() -> None:
             "without their cell-line labels; sc_dropseq was held out."
             + (f" Held-out sets per its card: {heldout}." if heldout else "")
         )
-    settings = run.settings
-    settings["seconds"] = times
+    run.settings["seconds"] = times
     run.write(
         data=data,
         results=results,

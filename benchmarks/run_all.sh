@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run every benchmark in order (quality on the default model, then speed and memory against the reference
 # scPRINT), then regenerate benchmarks/results/summary.md, docs/benchmarks.md and the Results block of README.md.
-# Prints the wall time of each step and the total (about 55 min on 2 cores).
+# Prints the wall time of each step and the total (38 min on 2 cores in the last run).
 #
 #   bash benchmarks/run_all.sh                 # the embedded default model
 #   MODEL=/path/to/model bash benchmarks/run_all.sh
 #   PYTHON=python3 NICE=0 bash benchmarks/run_all.sh
 #
-#   SPEED=0 bash benchmarks/run_all.sh          # quality only (about 30 min)
+#   SPEED=0 bash benchmarks/run_all.sh          # quality only (about 10 min)
 #
 # The speed benchmark needs the reference scPRINT environment (.venv-ref, built by
 # scripts/conformance/setup_reference_env.sh); without it the step is skipped and the speed results already in

@@ -13,7 +13,7 @@ per batch plus running sums, linear in cells); its peak memory is reported as me
 ``--ref-cells 1000`` runs it in full. sc_print runs in bfloat16 autocast with batch 8 by default (its CPU
 setting; ``--dtype float32`` for full precision), the reference in float32 (its own CPU setting) with batch
 ``--ref-batch-size`` (16: its CPU attention materialises per-cell attention, and its default of 64 cells needs
-more than 24 GB at 4,000 genes). Part of ``run_all.sh``; about 25 min on 2 cores.
+more than 24 GB at 4,000 genes). Part of ``run_all.sh``; about 30 min on 2 cores.
 
 Writes ``benchmarks/results/speed.json``, ``speed.md`` and ``speed_rows.jsonl`` (every measurement as it was taken;
 ``--from-rows`` rebuilds the tables from such a file). A failed measurement (e.g. out of memory) is recorded, not fatal.

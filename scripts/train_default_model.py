@@ -919,7 +919,7 @@ def _segment_lines(segments: list[dict[str, Any]]) -> list[str]:
         return []
     parts, previous_end = [], 0
     for seg in segments:
-        start = 0 if seg["resumed_from"] is None else int(seg["resumed_from"].removeprefix("step").split(".")[0])
+        start = seg["end_step"] - seg["steps"]
         text = f"steps {start}-{seg['end_step']} in {seg['wall_s'] / 60:.1f} min"
         if seg.get("args"):
             a = seg["args"]

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Failures meaning "no default model is available yet": fall back to the gene table.
-_NO_DEFAULT_MODEL = (ImportError, AttributeError, LookupError, OSError, NotImplementedError)
+# Failures meaning "the default model cannot be read" (its file is missing or unreadable, e.g. a build of the
+# package without its resources): `prepare(model=None)` then maps onto the whole gene table and says so. Other
+# errors (bugs) propagate.
+_NO_DEFAULT_MODEL = (OSError, LookupError)
 
 
 def _model_genes(model: Any) -> tuple[Any, str]:
