@@ -620,7 +620,7 @@ def denoising_loss(model: Any, adata: ad.AnnData, *, seed: int, batch_size: int 
     with torch.no_grad():
         for start in range(0, adata.n_obs, batch_size):
             rows = adata.X[start : start + batch_size]
-            tok = tokenize_rows(rows, mapper, mode="random_expr", max_len=model.module.max_len, generator=gen)
+            tok = tokenize_rows(rows, mapper, mode="random_expr", max_len=model.module.max_len, seed=seed)
             noisy = downsample_profile(tok.expr, model.module.noise, generator=gen)
             out = net(tok.gene_idx, noisy, tok.depth, depth_mult=tok.expr.sum(1), req_depth=tok.depth, classify=False)
             loss = expression_loss(tok.expr, out.mu, out.theta, out.pi_logits)
@@ -637,12 +637,11 @@ def predict_leaves(model: Any, adata: ad.AnnData, *, seed: int, batch_size: int 
 
     net = model.net.eval()
     mapper = _mapper(model, adata)
-    gen = torch.Generator().manual_seed(seed)
     codes: dict[str, list[np.ndarray]] = {label: [] for label in model.hierarchies}
     with torch.no_grad():
         for start in range(0, adata.n_obs, batch_size):
             rows = adata.X[start : start + batch_size]
-            tok = tokenize_rows(rows, mapper, mode="random_expr", max_len=model.module.max_len, generator=gen)
+            tok = tokenize_rows(rows, mapper, mode="random_expr", max_len=model.module.max_len, seed=seed)
             out = net(tok.gene_idx, tok.expr, tok.depth, decode=False)
             for label in codes:
                 codes[label].append(out.cls_logits[label].argmax(1).numpy())

@@ -31,7 +31,6 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 #: the gene table shipped in the wheel
 SHIPPED_GENES = REPO / "src" / "sc_print" / "_resources" / "genes.parquet"
 #: the reference scPRINT gene table in the shared data (fallback when the shipped one is not built yet)
-SHARED_GENES = SHARED_DATA / "scprint_gene_meta" / "biomart_pos.parquet"
 #: environment variable naming the python of the reference scPRINT environment (see docs/installation.md)
 REFERENCE_ENV = "SC_PRINT_REFERENCE_PYTHON"
 
@@ -132,7 +131,7 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture(scope="session")
 def toy_genes() -> pd.DataFrame:
-    """The first 300 human genes (index: Ensembl id; column ``symbol``) of the shipped or the reference table."""
+    """The first 300 human genes (index: Ensembl id; column ``symbol``) of the shipped gene table."""
     import pandas as pd
 
     if SHIPPED_GENES.is_file():
@@ -140,11 +139,8 @@ def toy_genes() -> pd.DataFrame:
         if "organism" in table.columns:
             table = table[table["organism"] == "NCBITaxon:9606"]
         symbols = table["symbol"] if "symbol" in table.columns else pd.Series(table.index, index=table.index)
-    elif SHARED_GENES.is_file():
-        table = pd.read_parquet(SHARED_GENES)
-        symbols = table["hgnc_symbol"]
     else:
-        pytest.skip(f"needs a gene table: {SHIPPED_GENES} or {SHARED_GENES}")
+        pytest.skip(f"needs the shipped gene table {SHIPPED_GENES}")
     symbols = symbols[symbols.index.str.startswith("ENSG")].iloc[:TOY_N_VARS]
     if len(symbols) < TOY_N_VARS:
         pytest.skip(f"the gene table has fewer than {TOY_N_VARS} human genes")

@@ -8,7 +8,19 @@ import pytest
 import torch
 from scipy import sparse
 
-from sc_print.data import GeneMapper, downsample_profile, label_weights, select_genes, tokenize, tokenize_rows
+from sc_print.data import (
+    GeneMapper,
+    cell_hashes,
+    cell_seeds,
+    check_seed,
+    downsample_profile,
+    gene_keys,
+    label_weights,
+    random_cell_seeds,
+    select_genes,
+    tokenize,
+    tokenize_rows,
+)
 
 # ---------------------------------------------------------------------------------------------------- helpers
 
@@ -43,9 +55,9 @@ def test_sparse_and_dense_tokenise_alike(mode: str, fmt: str) -> None:
     mapper = GeneMapper(_col_vocab())
     genes = np.array([1000, 958, 916, 1000 - 7 * 20, 5])  # the last one is not in the data
     kwargs = {"mode": mode, "max_len": 12, "genes": genes if mode == "fixed" else None}
-    dense = tokenize_rows(x, mapper, generator=torch.Generator().manual_seed(3), **kwargs)
+    dense = tokenize_rows(x, mapper, seed=3, **kwargs)
     sparse_ = tokenize_rows(
-        sparse.csr_matrix(x).asformat(fmt), mapper, generator=torch.Generator().manual_seed(3), **kwargs
+        sparse.csr_matrix(x).asformat(fmt), mapper, seed=3, **kwargs
     )
     for key, value in _as_dict(dense).items():
         np.testing.assert_array_equal(_as_dict(sparse_)[key], value, err_msg=key)
@@ -94,9 +106,9 @@ def test_random_expr_puts_every_expressed_gene_first() -> None:
     assert tokens.gene_idx.shape == (10, max_len)
     for i in range(10):
         k = int(n_expr[i])
-        assert (tokens.expr[i, :k] > 0).all()
-        assert (tokens.expr[i, k:] == 0).all()  # zero filler
-        assert set(tokens.gene_idx[i, :k].tolist()) == set((np.flatnonzero(x[i]) + 7).tolist())
+        expressed = tokens.expr[i] > 0
+        assert int(expressed.sum()) == k  # every expressed gene, then zero filler
+        assert set(tokens.gene_idx[i, expressed].tolist()) == set((np.flatnonzero(x[i]) + 7).tolist())
         assert len(set(tokens.gene_idx[i].tolist())) == max_len  # no gene twice
         # the count of each token is the count of its gene
         np.testing.assert_array_equal(tokens.expr[i].numpy(), x[i, tokens.gene_idx[i].numpy() - 7])
@@ -107,9 +119,9 @@ def test_random_expr_samples_among_expressed_genes_when_there_are_many() -> None
     n_expr = (x > 0).sum(1)
     assert (n_expr > 20).all()
     mapper = GeneMapper(np.arange(80))
-    a = tokenize_rows(x, mapper, max_len=20, generator=torch.Generator().manual_seed(0))
-    b = tokenize_rows(x, mapper, max_len=20, generator=torch.Generator().manual_seed(0))
-    c = tokenize_rows(x, mapper, max_len=20, generator=torch.Generator().manual_seed(1))
+    a = tokenize_rows(x, mapper, max_len=20, seed=0)
+    b = tokenize_rows(x, mapper, max_len=20, seed=0)
+    c = tokenize_rows(x, mapper, max_len=20, seed=1)
     assert (a.expr > 0).all()
     np.testing.assert_array_equal(a.gene_idx.numpy(), b.gene_idx.numpy())
     assert not torch.equal(a.gene_idx, c.gene_idx)
@@ -143,18 +155,21 @@ def test_depth_is_the_total_over_all_mapped_genes() -> None:
     total = x.sum(1) - x[:, 3] - x[:, 17]  # unmapped columns do not count
     np.testing.assert_allclose(tokens.depth.numpy(), total)
     assert (tokens.expr.sum(1).numpy() < total).all()  # the context is a subset
-    explicit = tokenize_rows(x, mapper, max_len=5, depth=np.arange(8, dtype=np.float32) + 100)
-    np.testing.assert_array_equal(explicit.depth.numpy(), np.arange(8) + 100)
-    assert explicit.depth.dtype == torch.float32
+    assert tokens.depth.dtype == torch.float32
+    np.testing.assert_allclose(mapper.depth(x), total)  # the one definition, also on sparse rows
+    np.testing.assert_allclose(mapper.depth(sparse.csr_matrix(x)), total)
 
 
 def test_select_genes_modes() -> None:
     x = torch.tensor([[0.0, 2.0, 0.0, 5.0], [1.0, 0.0, 0.0, 0.0]])
     np.testing.assert_array_equal(select_genes(x, mode="all").numpy(), [[0, 1, 2, 3], [0, 1, 2, 3]])
     np.testing.assert_array_equal(select_genes(x, mode="fixed", genes=torch.tensor([3, 1])).numpy(), [[3, 1], [3, 1]])
-    cols = select_genes(x, mode="random_expr", max_len=3, generator=torch.Generator().manual_seed(0))
-    assert set(cols[0, :2].tolist()) == {1, 3}
-    assert cols[1, 0].item() == 0
+    keys = gene_keys(np.array([1, 2], dtype=np.uint64), np.arange(4))
+    cols = select_genes(x, mode="random_expr", max_len=3, keys=keys)
+    assert {1, 3} <= set(cols[0].tolist())
+    assert 0 in cols[1].tolist()
+    with pytest.raises(ValueError, match="needs `keys`"):
+        select_genes(x, mode="random_expr", max_len=3)
     with pytest.raises(ValueError, match="Unknown context mode"):
         select_genes(x, mode="top")
     tokens = tokenize(x.numpy(), np.array([10, 11, 12, 13]), mode="all")
@@ -162,6 +177,52 @@ def test_select_genes_modes() -> None:
     np.testing.assert_array_equal(tokens.depth.numpy(), [7.0, 1.0])
     moved = tokens.to("cpu")
     assert torch.equal(moved.expr, tokens.expr)
+
+
+# ---------------------------------------------------------------------------------------------------- determinism
+
+
+def test_cell_hash_depends_on_content_only() -> None:
+    x = _counts(n_cells=6, n_vars=50, density=0.5, seed=4)
+    vocab = np.arange(50) * 3 + 11
+    h = cell_hashes(x, vocab)
+    assert h.dtype == np.uint64 and len(set(h.tolist())) == 6  # distinct cells, distinct hashes
+    perm = np.random.default_rng(0).permutation(50)  # columns in another order
+    np.testing.assert_array_equal(cell_hashes(x[:, perm], vocab[perm]), h)
+    np.testing.assert_array_equal(cell_hashes(sparse.csr_matrix(x[::-1]), vocab), h[::-1])  # rows reordered
+    y = x.copy()
+    y[0, np.flatnonzero(y[0])[0]] += 1  # one count more: another cell
+    assert cell_hashes(y, vocab)[0] != h[0]
+    np.testing.assert_array_equal(cell_hashes(y, vocab)[1:], h[1:])
+
+
+def test_random_context_of_a_cell_does_not_depend_on_the_other_cells() -> None:
+    x = _counts(n_cells=12, n_vars=80, density=0.9, seed=5)
+    mapper = GeneMapper(np.arange(80) + 3)
+    together = tokenize_rows(x, mapper, max_len=15, seed=7)
+    reversed_ = tokenize_rows(x[::-1], mapper, max_len=15, seed=7)
+    np.testing.assert_array_equal(reversed_.gene_idx.numpy()[::-1], together.gene_idx.numpy())
+    for i in (0, 5, 11):
+        alone = tokenize_rows(x[i : i + 1], mapper, max_len=15, seed=7)
+        np.testing.assert_array_equal(alone.gene_idx.numpy()[0], together.gene_idx.numpy()[i])
+        np.testing.assert_array_equal(alone.expr.numpy()[0], together.expr.numpy()[i])
+    # the draws are per (seed, stream, cell): another seed or stream gives another context
+    assert not np.array_equal(tokenize_rows(x, mapper, max_len=15, seed=8).gene_idx, together.gene_idx)
+    assert not np.array_equal(tokenize_rows(x, mapper, max_len=15, seed=7, stream=1).gene_idx, together.gene_idx)
+    # two identical cells get the same context
+    twins = tokenize_rows(np.vstack([x[2], x[2]]), mapper, max_len=15, seed=7)
+    np.testing.assert_array_equal(twins.gene_idx[0], twins.gene_idx[1])
+
+
+def test_gene_keys_are_uniform_and_seeds_checked() -> None:
+    keys = gene_keys(cell_seeds(np.arange(200, dtype=np.uint64), 0), np.arange(500))
+    assert keys.shape == (200, 500) and keys.min() >= 0 and keys.max() < 1
+    assert abs(keys.mean() - 0.5) < 0.01 and abs(keys.std() - (1 / 12) ** 0.5) < 0.01
+    seeds = random_cell_seeds(4, torch.Generator().manual_seed(0))
+    assert seeds.dtype == np.uint64 and len(set(seeds.tolist())) == 4
+    for bad in (-1, 2**63, 1.5, "3", True):
+        with pytest.raises(ValueError, match="must be an integer"):
+            check_seed(bad)
 
 
 # ---------------------------------------------------------------------------------------------------- noise

@@ -50,8 +50,7 @@ def _tokens(model: ScPrint, adata: ad.AnnData, seed: int = 0):
     from sc_print.data import GeneMapper, tokenize_rows
 
     mapper = GeneMapper(model.vocab.index(adata.var_names.to_numpy(dtype=str)))
-    gen = torch.Generator().manual_seed(seed)
-    return tokenize_rows(adata.X, mapper, mode="random_expr", max_len=model.module.max_len, generator=gen)
+    return tokenize_rows(adata.X, mapper, mode="random_expr", max_len=model.module.max_len, seed=seed)
 
 
 def test_files_are_shipped_and_small():

@@ -10,8 +10,7 @@ from scipy import sparse
 
 import sc_print as sp
 from sc_print._keys import Key
-from sc_print.tl._common import load_counts
-from sc_print.tl._denoise import _denoise_matrix
+from sc_print.data import load_counts
 
 CPU = {"accelerator": "cpu"}
 LAYER = Key.layers.denoised
@@ -54,7 +53,7 @@ def _dense(X):
 # --------------------------------------------------------------------------------------------------- slots
 def test_sparse_layer_only_context_genes(toy_model, toy_counts_adata, tmp_path):
     adata = toy_counts_adata
-    assert _denoise(adata, toy_model, n_genes=50) is None
+    assert _denoise(adata, toy_model, genes="hvg", n_genes=50) is None
     out = adata.layers[LAYER]
     assert sparse.isspmatrix_csr(out) or isinstance(out, sparse.csr_array)
     assert out.shape == adata.shape
@@ -141,40 +140,36 @@ def test_backed_input(toy_model, toy_counts_adata, tmp_path):
     adata = toy_counts_adata
     adata.write_h5ad(tmp_path / "toy.h5ad")
     backed = ad.read_h5ad(tmp_path / "toy.h5ad", backed="r")
-    _denoise(adata, toy_model, n_genes=60, batch_size=16)
-    _denoise(backed, toy_model, n_genes=60, batch_size=16)
+    _denoise(adata, toy_model, genes="hvg", n_genes=60, batch_size=16)
+    _denoise(backed, toy_model, genes="hvg", n_genes=60, batch_size=16)
     assert sparse.issparse(backed.layers[LAYER])
     np.testing.assert_allclose(_dense(backed.layers[LAYER]), _dense(adata.layers[LAYER]), rtol=1e-5)
     assert backed.uns[Key.uns.denoise]["genes"] == adata.uns[Key.uns.denoise]["genes"]
     backed.file.close()
 
 
-def test_loop_reads_at_most_batch_size_rows(toy_model, toy_counts_adata):
+def test_loop_reads_at_most_batch_size_rows(toy_model, toy_counts_adata, monkeypatch):
+    import sc_print.model._inference as inference
+
     adata = toy_counts_adata
-    inputs = load_counts(adata, toy_model, chunk_size=8)
-    counter = RowCounter(adata.X)
-    out = _denoise_matrix(
-        counter,
-        inputs.mapping.mapper,
-        inputs.depth,
-        toy_model.net,
-        out_columns=inputs.mapping.column_of_vocab(toy_model.net.config.n_genes),
-        n_vars=adata.n_vars,
-        positions=np.arange(inputs.mapping.n_genes),
-        n_genes=5000,
-        depth_mult=4.0,
-        target_depth=None,
-        expectation="nb_mean",
-        batch_size=8,
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        generator=None,
-        as_sparse=True,
-    )
+    counters = []
+
+    def counting_load_counts(*args, **kwargs):
+        inputs = load_counts(*args, **kwargs)
+        inputs.X = RowCounter(inputs.X)
+        counters.append(inputs.X)
+        return inputs
+
+    monkeypatch.setattr(inference, "load_counts", counting_load_counts)
+    out = toy_model.get_normalized_expression(adata, genes="all", batch_size=8, accelerator="cpu", return_numpy=True)
+    (counter,) = counters
     assert counter.max_rows == 8
     assert counter.rows_read == adata.n_obs
     _denoise(adata, toy_model, genes="all", batch_size=8)
-    np.testing.assert_allclose(out.toarray(), _dense(adata.layers[LAYER]), rtol=1e-6)
+    np.testing.assert_allclose(_dense(out), _dense(adata.layers[LAYER]), rtol=1e-6)
+    frame = toy_model.get_normalized_expression(adata, genes="all", batch_size=8, accelerator="cpu")
+    assert list(frame.columns) == list(adata.var_names) and list(frame.index) == list(adata.obs_names)
+    np.testing.assert_allclose(frame.to_numpy(), _dense(out), rtol=1e-6)
 
 
 def test_duplicated_gene_written_to_first_column(toy_model, toy_counts_adata):

@@ -1,4 +1,4 @@
-"""Tests of ``sp.tl.embed`` and the shared helpers of ``sc_print.tl._common``."""
+"""Tests of ``sp.tl.embed`` and the shared helpers of the data path (``sc_print.data``, ``sc_print._runtime``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from scipy import sparse
 
 import sc_print as sp
 from sc_print._keys import Key
+from sc_print._runtime import resolve_dtype
 from sc_print._validation import check_counts
-from sc_print.tl._common import hvg_positions, load_counts, map_genes, params_record, resolve_dtype
-from sc_print.tl._embed import _embed_matrix
+from sc_print.data import DEPTH_DEFINITION, hvg_positions, load_counts, map_genes
+from sc_print.tl._common import params_record
+from sc_print.data import iter_tokens
 
 CPU = {"accelerator": "cpu"}
 LEAF_NAMES = {"CL:0000236": "B cell", "CL:0000084": "T cell", "CL:0000576": "monocyte"}
@@ -80,7 +82,7 @@ def test_slots_shapes_and_record(toy_model, toy_counts_adata, tmp_path):
     assert record["proba_names"]["cell_type"] == list(proba.columns)
     assert record["obsm_keys"] == {"embedding": "X_scprint", "cell_type": "X_scprint_cell_type"}
     assert record["gene_ids"] == "var_names"
-    assert record["depth"] == "mapped genes"
+    assert record["depth"] == DEPTH_DEFINITION
     assert record["n_genes_mapped"] == adata.n_vars
 
     # everything written can be saved
@@ -166,24 +168,13 @@ def test_csr_dense_backed_agree(toy_model, toy_counts_adata, tmp_path):
 
 def test_loop_reads_at_most_batch_size_rows(toy_model, toy_counts_adata):
     adata = toy_counts_adata
-    inputs = load_counts(adata, toy_model, chunk_size=16)
+    inputs = load_counts(adata, toy_model.vocab, chunk_size=16)
     counter = RowCounter(adata.X)
-    result = _embed_matrix(
-        counter,
-        inputs.mapping.mapper,
-        inputs.depth,
-        toy_model.net,
-        mode="all",
-        max_len=2000,
-        positions=None,
-        embedding_tokens=["cell_type"],
-        token_labels=["cell_type"],
-        pred_labels=["cell_type"],
-        batch_size=16,
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        generator=None,
+    inputs.X = counter
+    batches = list(
+        iter_tokens(inputs, mode="all", max_len=2000, genes=None, seed=0, batch_size=16, device=torch.device("cpu"))
     )
+    assert sum(stop - start for start, stop, _ in batches) == adata.n_obs
     assert counter.max_rows == 16
     assert counter.rows_read == adata.n_obs
     # the validation pass and the variable-gene selection read in chunks too
@@ -193,32 +184,50 @@ def test_loop_reads_at_most_batch_size_rows(toy_model, toy_counts_adata):
     hvg_positions(hvg, inputs.mapping, 50, chunk_size=16)
     assert check.max_rows <= 16
     assert hvg.max_rows <= 16
-    # the public function gives the same numbers
+    # the getter and the public function give the same numbers
+    latent = toy_model.get_latent_representation(adata, mode="all", batch_size=16, accelerator="cpu")
     _embed(adata, toy_model, mode="all", batch_size=16)
-    np.testing.assert_allclose(result.embedding, adata.obsm["X_scprint"], atol=1e-6)
+    np.testing.assert_allclose(latent, adata.obsm["X_scprint"], atol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------------- options
 def test_prepare_gene_ids_and_depth_are_used(toy_model, toy_counts_adata):
-    adata = toy_counts_adata
+    """One definition of depth: the same results with and without `prepare`, also when some genes do not map."""
+    import anndata as ad
+    from scipy import sparse
+
+    base = toy_counts_adata
+    extra = sparse.csr_matrix(np.random.default_rng(3).poisson(2.0, size=(base.n_obs, 25)).astype(np.float32))
+    adata = ad.concat([base, ad.AnnData(extra, obs=base.obs.copy())], axis=1, merge="first")
+    adata.var_names = [*base.var_names, *[f"NOT_A_GENE_{i}" for i in range(25)]]
     plain = adata.copy()
-    sp.pp.prepare(adata, model=toy_model)
-    _embed(adata, toy_model, mode="all")
-    _embed(plain, toy_model, mode="all")
+    sp.pp.prepare(adata, model=toy_model, min_genes=10)
+    # prepare's depth is the depth the model uses: counts over the vocabulary genes, not over every column
+    np.testing.assert_allclose(adata.obs[Key.obs.depth], np.asarray(base.X.sum(1)).ravel())
+    assert (np.asarray(adata.X.sum(1)).ravel() > adata.obs[Key.obs.depth]).all()
+    _embed(adata, toy_model)
+    _embed(plain, toy_model)
     record = adata.uns[Key.uns.embed]
     assert record["gene_ids"] == "prepare"
-    assert record["depth"] == "obs"
-    # every gene maps, so the prepared depth equals the row sums
-    np.testing.assert_allclose(adata.obsm["X_scprint"], plain.obsm["X_scprint"], atol=1e-5)
+    assert plain.uns[Key.uns.embed]["gene_ids"] == "var_names"
+    assert record["depth"] == DEPTH_DEFINITION
+    np.testing.assert_array_equal(adata.obsm["X_scprint"], plain.obsm["X_scprint"])
+    sp.tl.denoise(adata, model=toy_model, accelerator="cpu")
+    sp.tl.denoise(plain, model=toy_model, accelerator="cpu")
+    np.testing.assert_array_equal(adata.layers["scprint_denoised"].toarray(), plain.layers["scprint_denoised"].toarray())
 
 
-def test_depth_changes_the_embedding(toy_model, toy_counts_adata):
-    adata, doubled = toy_counts_adata, toy_counts_adata.copy()
-    doubled.obs[Key.obs.depth] = np.asarray(adata.X.sum(1)).ravel() * 8
+def test_obs_depth_column_is_not_an_input(toy_model, toy_counts_adata):
+    """Editing `.obs['scprint_depth']` does not change the results: depth is computed from the counts."""
+    adata, edited = toy_counts_adata, toy_counts_adata.copy()
+    edited.obs[Key.obs.depth] = np.asarray(adata.X.sum(1)).ravel() * 8
     _embed(adata, toy_model, mode="all")
+    _embed(edited, toy_model, mode="all")
+    np.testing.assert_array_equal(adata.obsm["X_scprint"], edited.obsm["X_scprint"])
+    doubled = toy_counts_adata.copy()
+    doubled.X = doubled.X * 2  # the same profile at twice the depth: the depth token sees it
     _embed(doubled, toy_model, mode="all")
-    assert doubled.uns[Key.uns.embed]["depth"] == "obs"
-    assert np.abs(adata.obsm["X_scprint"] - doubled.obsm["X_scprint"]).max() > 0
+    assert np.abs(adata.obsm["X_scprint"] - doubled.obsm["X_scprint"]).max() > 1e-4
 
 
 def test_truth_accuracy_is_hierarchy_aware(toy_model_data):
@@ -390,7 +399,7 @@ def test_sparse_collapse_and_hvg_paths_agree(toy_model, toy_counts_adata):
     ids = adata.var[Key.var.gene_id].to_numpy().copy()
     ids[7] = ids[3]  # a duplicated gene: its columns are summed
     adata.var[Key.var.gene_id] = ids
-    mapping = map_genes(adata, toy_model)
+    mapping = map_genes(adata, toy_model.vocab)
     assert mapping.n_genes == adata.n_vars - 1
     assert mapping.first_col[mapping.mapper.positions(mapping.col_vocab[[3]])[0]] == 3
     np.testing.assert_array_equal(mapping.collapse_sparse(adata.X).toarray(), mapping.mapper.collapse(adata.X))

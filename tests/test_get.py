@@ -9,8 +9,8 @@ from _network_fixtures import TF_SYMBOLS, assert_unchanged, make_grn_adata, make
 from scipy import sparse
 
 import sc_print as sp
+from sc_print._networks import network_keys as _network_keys
 from sc_print._tf import is_tf, tf_symbols
-from sc_print.get._network import _network_keys
 
 
 @pytest.fixture
@@ -251,7 +251,7 @@ def test_get_hubs_tidy(adata):
     assert len(b) == 2 * n_genes
     assert (b["network"] == "scprint_grn_B cell").all()
     gene = b["gene"].iloc[0]
-    stored = adata.uns["scprint_grn_B cell_hubs"].loc[gene, "degree"]
+    stored = adata.uns["scprint_grn_B cell_hubs"]["scores"].loc[gene, "degree"]
     assert b[(b["gene"] == gene) & (b["score"] == "degree")]["value"].item() == stored
     only_t = sp.get.hubs(adata, key="scprint_grn", group="T cell")
     assert set(only_t["group"]) == {"T cell"}
@@ -275,3 +275,40 @@ def test_network_sums_duplicate_entries(adata):
     assert not net.duplicated(["source", "target"]).any()
     w = net[(net["source"] == adata.var_names[r]) & (net["target"] == adata.var_names[c])]["weight"].item()
     assert w == pytest.approx(float(m[r, c]) + 0.5)
+
+
+def test_get_hubs_refuses_scores_of_a_changed_network(adata):
+    sp.tl.hubs(adata, scores="degree")
+    adata.varp["scprint_grn_B cell"] = adata.varp["scprint_grn_B cell"] * 2  # e.g. a new sp.tl.grn run
+    with pytest.raises(ValueError, match=r"different version of network 'scprint_grn_B cell'.*sp\.tl\.hubs"):
+        sp.get.hubs(adata, key="scprint_grn")
+    # the other network is unchanged and still readable; a new sp.tl.hubs run makes B readable again
+    assert set(sp.get.hubs(adata, key="scprint_grn_T cell")["group"]) == {"T cell"}
+    sp.tl.hubs(adata, key="scprint_grn_B cell", scores="degree")
+    assert set(sp.get.hubs(adata)["group"]) == {"B cell", "T cell"}
+
+
+def test_get_hubs_reads_the_bare_table_of_0_1_0(adata):
+    sp.tl.hubs(adata, scores="degree")
+    new = sp.get.hubs(adata)
+    for varp_key in ("scprint_grn_B cell", "scprint_grn_T cell"):  # sc_print 0.1.0 stored the bare table
+        adata.uns[f"{varp_key}_hubs"] = adata.uns[f"{varp_key}_hubs"]["scores"]
+    pd.testing.assert_frame_equal(sp.get.hubs(adata), new)
+    adata.uns["scprint_grn_B cell_hubs"] = {"something": 1}
+    with pytest.raises(KeyError, match="no 'scores' table"):
+        sp.get.hubs(adata)
+
+
+def test_groups_stored_under_safe_names_are_found_by_their_label():
+    adata = make_grn_adata(groups=("NK_T", "B cell"))
+    record = adata.uns["scprint_grn"]
+    record["group_names"] = {"NK_T": "NK/T", "B cell": "B cell"}  # as sp.tl.grn records a mapped label
+    by_label = sp.get.network(adata, key="scprint_grn", group="NK/T")
+    pd.testing.assert_frame_equal(by_label, sp.get.network(adata, key="scprint_grn", group="NK_T"))
+    sp.tl.hubs(adata, groups=["NK/T", "NK_T"], scores="degree")  # both names of one network: scored once
+    tidy = sp.get.hubs(adata, group="NK/T")
+    assert set(tidy["group"]) == {"NK/T"}
+    assert set(tidy["network"]) == {"scprint_grn_NK_T"}
+    assert adata.uns["scprint_grn_NK_T_hubs"]["params"]["group"] == "NK/T"
+    with pytest.raises(KeyError, match=r"available groups: \['NK/T', 'B cell'\]"):
+        sp.get.network(adata, key="scprint_grn", group="NK-T")

@@ -259,10 +259,11 @@ def test_refuses_to_unpickle(tmp_path: Path) -> None:
     ckpt = _ckpt("paper")
     ckpt["hyper_parameters"]["callback"] = _NotAllowed()
     torch.save(ckpt, tmp_path / "pickled.ckpt")
-    with pytest.raises(ValueError, match="never unpickles"):
+    with pytest.raises(ValueError, match="refusal is for your safety") as info:
         read_official_checkpoint(tmp_path / "pickled.ckpt")
+    assert "weights_only" not in str(info.value)
     torch.save(torch.zeros(3), tmp_path / "tensor.ckpt")
-    with pytest.raises(ValueError, match="not a Lightning checkpoint"):
+    with pytest.raises(ValueError, match=r"not an official scPRINT checkpoint \(Lightning .ckpt\)"):
         read_official_checkpoint(tmp_path / "tensor.ckpt")
     with pytest.raises(FileNotFoundError):
         read_official_checkpoint(tmp_path / "absent.ckpt")
@@ -307,3 +308,108 @@ def test_official_weights_run_the_tasks(tmp_path: Path, monkeypatch: pytest.Monk
     scp.tl.grn(adata, model=model, genes="expressed", n_genes=60)
     assert adata.varp["scprint_grn"].nnz > 0
     assert adata.uns["scprint_grn"]["model"]["name"] == "medium"
+
+
+# ------------------------------------------------------------------------------------------------ pooch and devices
+def test_downloads_go_through_pooch_and_its_hash_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import pooch
+
+    from sc_print._io import file_sha256
+    from sc_print.hub import _registry
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copyfile(FIXTURES / "paper.ckpt", mirror / "small.ckpt")
+    monkeypatch.setenv(hub.HUB_URL_ENV, mirror.as_uri())
+    calls: list[str] = []
+    retrieve = pooch.retrieve
+
+    def spy(url: str, *args: object, **kwargs: object) -> str:
+        calls.append(url)
+        return retrieve(url, *args, **kwargs)
+
+    monkeypatch.setattr(pooch, "retrieve", spy)
+    # a wrong published hash: pooch refuses the file and leaves nothing in the cache
+    wrong = dataclasses.replace(REGISTRY["small"], sha256="0" * 64, sha256_prefix=None, size=None)
+    monkeypatch.setitem(_registry.REGISTRY, "small", wrong)
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="hash"):
+        fetch_weights("small", cache_dir=cache)
+    assert calls == [mirror.as_uri() + "/small.ckpt"]
+    assert not list((cache / "weights").iterdir())
+    # the right hash: downloaded, checked, cached; the second call does not download again
+    digest = file_sha256(FIXTURES / "paper.ckpt")
+    assert len(digest) == 64
+    assert digest == pooch.file_hash(str(FIXTURES / "paper.ckpt"), alg="sha256")
+    monkeypatch.setitem(_registry.REGISTRY, "small", dataclasses.replace(wrong, sha256=digest))
+    path = fetch_weights("small", cache_dir=cache)
+    assert path.read_bytes() == (FIXTURES / "paper.ckpt").read_bytes()
+    assert fetch_weights("small", cache_dir=cache) == path
+    assert len(calls) == 2
+    assert load_model("small", cache_dir=cache).metadata_["sha256"] == digest
+
+
+def test_one_file_downloader_for_hub_and_datasets(tmp_path: Path) -> None:
+    from sc_print import _io
+    from sc_print.datasets import _datasets
+
+    source = tmp_path / "a file.bin"
+    source.write_bytes(b"payload")
+    out = tmp_path / "out.bin"
+    assert _io.file_downloader(source.as_uri(), out, None, check_only=True) is True
+    _io.file_downloader(source.as_uri(), out, None)
+    assert out.read_bytes() == b"payload"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _io.file_downloader((tmp_path / "absent").as_uri(), out, None)
+    with pytest.raises(ValueError, match="Only local file://"):
+        _io.file_downloader("file://example.org/x.bin", out, None)
+    assert not hasattr(_datasets, "_file_downloader")
+    assert not hasattr(hub._registry, "_file_downloader")
+    assert not hasattr(hub._registry, "sha256sum")
+
+
+def test_load_model_device_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = FIXTURES / "v1head.ckpt"
+    model = load_model(path, accelerator="cpu", device=0)
+    assert next(model.net.parameters()).device == torch.device("cpu")
+    assert next(load_model(path, device="cpu").net.parameters()).device.type == "cpu"
+    assert next(load_model(path, device=torch.device("cpu")).net.parameters()).device.type == "cpu"
+    assert load_model(path) is not load_model(path)  # a new model each call, never a shared one moved in place
+    for kwargs, error, match in [
+        ({"accelerator": "cpu", "device": 2}, ValueError, "no device index 2"),
+        ({"accelerator": "cpu", "device": "cuda:1"}, ValueError, "contradicts"),
+        ({"device": -1}, ValueError, ">= 0"),
+        ({"device": True}, TypeError, "device"),
+        ({"device": "tpu:0"}, ValueError, "device"),
+        ({"accelerator": "quantum"}, ValueError, "Unknown accelerator"),
+    ]:
+        with pytest.raises(error, match=match):
+            load_model(path, **kwargs)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            load_model(path, accelerator="gpu")
+    with pytest.raises(TypeError, match="model name or a path"):
+        load_model(3)
+
+
+def test_device_index_is_checked_against_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sc_print._device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("gpu", 1) == torch.device("cuda", 1)
+    assert resolve_device("auto", "cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cuda", "1") == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"CUDA device index 2 does not exist: this machine has 2 CUDA device\(s\)"):
+        resolve_device("gpu", 2)
+    with pytest.raises(ValueError, match="index 5 does not exist"):
+        resolve_device("auto", "cuda:5")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert resolve_device("auto") == torch.device("cpu")  # never MPS unless asked for
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("auto", "cuda")

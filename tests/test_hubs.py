@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import networkx as nx
 import numpy as np
@@ -29,10 +31,14 @@ def _reference_graph(adata: ad.AnnData, varp_key: str) -> nx.DiGraph:
 
 # ------------------------------------------------------------------------------------------ hubs
 def test_hubs_match_networkx(adata):
-    assert sp.tl.hubs(adata) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a normal call warns about nothing
+        assert sp.tl.hubs(adata) is None
     for varp_key in (B, T):
         ref = _reference_graph(adata, varp_key)
-        table = adata.uns[Key.uns.hubs(varp_key)]
+        record = adata.uns[Key.uns.hubs(varp_key)]
+        assert set(record) == {"scores", "params"}
+        table = record["scores"]
         assert isinstance(table, pd.DataFrame)
         assert list(table.columns) == ["degree", "in_strength", "out_strength", "eigenvector"]
         assert set(table.index) == set(ref.nodes)
@@ -51,21 +57,32 @@ def test_hubs_match_networkx(adata):
             outside = ~adata.var_names.isin(table.index)
             assert outside.sum() == adata.n_vars - len(ref)
             assert column[outside].isna().all()
-        params = adata.uns[f"{Key.uns.hubs(varp_key)}_params"]
+        params = record["params"]
         assert params["network"] == varp_key
+        assert params["group"] == varp_key.removeprefix("scprint_grn_")
         assert params["key"] == "scprint_grn"
         assert list(params["scores"]) == ["degree", "in_strength", "out_strength", "eigenvector"]
+        assert params["groups"] is None
+        assert params["top_k"] is None
+        assert params["mod"] == "rna"
+        assert len(params["network_digest"]) == 64
+        assert params["eigenvector"]["strongly_connected"] is True
+        assert params["eigenvector"]["converged"] is True
+    assert not [k for k in adata.uns if k.endswith("_params")]  # no sibling params keys
 
 
 def test_hubs_other_scores_top_k_and_groups(adata):
     sp.tl.hubs(adata, groups="T cell", scores=["pagerank", "out_degree"], top_k=3)
     assert Key.uns.hubs(B) not in adata.uns
-    table = adata.uns[Key.uns.hubs(T)]
+    table = adata.uns[Key.uns.hubs(T)]["scores"]
     assert list(table.columns) == ["pagerank", "out_degree"]
     assert table["out_degree"].max() == 3
     expected = nx.pagerank(sp.get.graph(adata, key=T, top_k=3), weight="weight")
     np.testing.assert_allclose(table["pagerank"], pd.Series(expected).reindex(table.index), rtol=1e-6)
-    assert adata.uns[f"{Key.uns.hubs(T)}_params"]["top_k"] == 3
+    params = adata.uns[Key.uns.hubs(T)]["params"]
+    assert params["top_k"] == 3
+    assert params["groups"] == "T cell"
+    assert "eigenvector" not in params
 
 
 def test_hubs_copy(adata):
@@ -100,43 +117,52 @@ def test_hubs_errors_leave_adata_unchanged(adata, kwargs, error, match):
     assert_unchanged(adata, before)
 
 
-def test_hubs_eigenvector_fallback(adata, monkeypatch):
-    def broken(*args, **kwargs):
-        msg = "ARPACK failed"
-        raise nx.NetworkXError(msg)
+def test_hubs_eigenvector_on_a_network_that_is_not_strongly_connected(adata, recwarn):
+    # genes without in-edges (most gene networks): networkx's ARPACK version refuses the graph
+    m = adata.varp[B].tolil()
+    sources = adata.var_names.get_indexer(network_genes(adata, B)[:30])
+    m[:, sources] = 0
+    adata.varp[B] = m.tocsr()
+    ref = _reference_graph(adata, B)
+    assert not nx.is_strongly_connected(ref)
+    with pytest.raises(nx.AmbiguousSolution):
+        nx.eigenvector_centrality_numpy(ref, weight="weight")
+    sp.tl.hubs(adata, key=B, scores="eigenvector")
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]  # quiet on a normal network
+    record = adata.uns[Key.uns.hubs(B)]
+    assert record["params"]["eigenvector"]["strongly_connected"] is False
+    assert record["params"]["eigenvector"]["converged"] is True
+    expected = nx.eigenvector_centrality(ref, weight="weight", max_iter=10_000, tol=1e-12)
+    got = record["scores"]["eigenvector"]
+    np.testing.assert_allclose(got, pd.Series(expected).reindex(got.index), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(got[adata.var_names[sources]], 0.0, atol=1e-8)  # nothing points to them
+    assert np.linalg.norm(got) == pytest.approx(1.0)
 
-    monkeypatch.setattr(nx, "eigenvector_centrality_numpy", broken)
-    with pytest.warns(RuntimeWarning, match="power iteration"):
-        sp.tl.hubs(adata, key=B, scores="eigenvector")
-    table = adata.uns[Key.uns.hubs(B)]
-    monkeypatch.undo()
-    expected = nx.eigenvector_centrality_numpy(_reference_graph(adata, B), weight="weight")
-    np.testing.assert_allclose(table["eigenvector"], pd.Series(expected).reindex(table.index), rtol=1e-3, atol=1e-6)
 
-    def not_converging(*args, **kwargs):
-        raise nx.PowerIterationFailedConvergence(1000)
+def test_hubs_eigenvector_not_converging(adata, monkeypatch):
+    import sc_print.tl._hubs as hubs_module
 
-    monkeypatch.setattr(nx, "eigenvector_centrality_numpy", broken)
-    monkeypatch.setattr(nx, "eigenvector_centrality", not_converging)
+    monkeypatch.setattr(hubs_module, "_EIGEN_MAX_ITER", 1)
     with pytest.warns(RuntimeWarning, match="did not converge"):
         sp.tl.hubs(adata, key=T, scores=("degree", "eigenvector"))
-    table = adata.uns[Key.uns.hubs(T)]
-    assert table["eigenvector"].isna().all()
-    assert table["degree"].notna().all()
+    record = adata.uns[Key.uns.hubs(T)]
+    assert record["scores"]["eigenvector"].isna().all()
+    assert record["scores"]["degree"].notna().all()
+    assert record["params"]["eigenvector"]["converged"] is False
 
 
 def test_hubs_empty_network(adata):
     adata.varp[B] = sparse.csr_matrix(adata.varp[B].shape, dtype=np.float32)
     with pytest.warns(RuntimeWarning, match="no edges"):
         sp.tl.hubs(adata, key=B)
-    assert adata.uns[Key.uns.hubs(B)].empty
+    assert adata.uns[Key.uns.hubs(B)]["scores"].empty
     assert adata.var[Key.var.hub_score(B, "degree")].isna().all()
 
 
 def test_hubs_negative_weights_use_absolute_value(adata):
     adata.varp[B] = -adata.varp[B]
     sp.tl.hubs(adata, key=B, scores=("in_strength", "eigenvector"))
-    table = adata.uns[Key.uns.hubs(B)]
+    table = adata.uns[Key.uns.hubs(B)]["scores"]
     assert (table["in_strength"] < 0).all()
     assert (table["eigenvector"] >= 0).all()
 
@@ -155,8 +181,8 @@ def test_diff_hubs(adata):
 
     table = sp.tl.diff_hubs(adata, key_a=B, key_b=T, score="out_strength", inplace=False)
     assert f"{B}_vs_{T}_diff_hubs" not in adata.uns
-    a = adata.uns[Key.uns.hubs(B)]["out_strength"]
-    b = adata.uns[Key.uns.hubs(T)]["out_strength"]
+    a = adata.uns[Key.uns.hubs(B)]["scores"]["out_strength"]
+    b = adata.uns[Key.uns.hubs(T)]["scores"]["out_strength"]
     assert set(table.index) == set(a.index) | set(b.index)
     assert not table.loc[gone, "in_a"].any()
     assert table.loc[gone, "in_b"].all()
@@ -170,8 +196,14 @@ def test_diff_hubs(adata):
     assert table["diff"].abs().is_monotonic_decreasing
 
     assert sp.tl.diff_hubs(adata, key_a=B, key_b=T, score="out_strength") is None
-    pd.testing.assert_frame_equal(adata.uns[f"{B}_vs_{T}_diff_hubs"], table)
-    assert adata.uns[f"{B}_vs_{T}_diff_hubs_params"]["score"] == "out_strength"
+    record = adata.uns[Key.uns.diff_hubs(B, T)]
+    pd.testing.assert_frame_equal(record["table"], table)
+    params = record["params"]
+    assert (params["key_a"], params["key_b"], params["score"], params["mod"]) == (B, T, "out_strength", "rna")
+    assert (params["network_a"], params["network_b"]) == (B, T)
+    assert len(params["network_digest_a"]) == len(params["network_digest_b"]) == 64
+    assert params["network_digest_a"] != params["network_digest_b"]
+    assert f"{Key.uns.diff_hubs(B, T)}_params" not in adata.uns
 
 
 def test_diff_hubs_copy(adata):
@@ -222,7 +254,17 @@ def test_communities(adata):
         assert labels.value_counts().to_dict() == sizes
         assert list(sizes.values()) == sorted(sizes.values(), reverse=True)
         assert -0.5 <= record["modularity"] <= 1
-        assert record["params"]["seed"] == 0
+        assert record["params"] == {
+            "key": "scprint_grn",
+            "groups": None,
+            "resolution": 1.0,
+            "seed": 0,
+            "top_k": None,
+            "mod": "rna",
+            "network": varp_key,
+            "group": varp_key.removeprefix("scprint_grn_"),
+            "network_digest": record["params"]["network_digest"],
+        }
     # reproducible, and a numpy Generator is accepted
     first = adata.var[f"{B}_community"].copy()
     again = sp.tl.communities(adata, key=B, rng=0, copy=True)
@@ -264,15 +306,25 @@ def test_communities_errors(adata, kwargs, error, match):
 
 
 # ------------------------------------------------------------------------------------------ storage
-def test_results_survive_h5ad_roundtrip(adata, tmp_path):
+@pytest.mark.parametrize("fmt", ["h5ad", "zarr"])
+def test_results_survive_roundtrip(adata, tmp_path, fmt):
     sp.tl.hubs(adata)
     sp.tl.diff_hubs(adata, key_a=B, key_b=T)
-    sp.tl.communities(adata)
-    path = tmp_path / "hubs.h5ad"
-    adata.write_h5ad(path)
-    back = ad.read_h5ad(path)
+    sp.tl.communities(adata, rng=None)
+    path = tmp_path / f"hubs.{fmt}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr's/anndata's format notices, not ours
+        getattr(adata, f"write_{fmt}")(path)
+        back = ad.read_h5ad(path) if fmt == "h5ad" else ad.read_zarr(path)
+    assert (
+        back.uns[Key.uns.hubs(B)]["params"]["network_digest"] == adata.uns[Key.uns.hubs(B)]["params"]["network_digest"]
+    )
+    assert back.uns[f"{T}_communities"]["params"]["seed"] is None
+    sp.pl.diff_hubs(back, key_a=B, key_b=T, show=False)  # readers accept the read-back records
     pd.testing.assert_frame_equal(sp.get.hubs(back), sp.get.hubs(adata))
-    pd.testing.assert_frame_equal(back.uns[f"{B}_vs_{T}_diff_hubs"], adata.uns[f"{B}_vs_{T}_diff_hubs"])
+    pd.testing.assert_frame_equal(
+        back.uns[f"{B}_vs_{T}_diff_hubs"]["table"], adata.uns[f"{B}_vs_{T}_diff_hubs"]["table"]
+    )
     pd.testing.assert_series_equal(back.var[f"{T}_community"], adata.var[f"{T}_community"])
     assert back.uns[f"{T}_communities"]["sizes"] == adata.uns[f"{T}_communities"]["sizes"]
 
@@ -286,3 +338,13 @@ def test_mudata_copy(adata):
     assert type(out) is type(mdata)
     assert f"{B}_community" in out.mod["rna"].var
     assert f"{B}_community" not in adata.var
+
+
+def test_network_keys_that_cannot_be_stored_are_refused_before_writing():
+    adata = make_grn_adata(groups=None, key_added="nets")
+    adata.varp["a/b"] = adata.varp["nets"]  # in memory only: write_h5ad would nest it, write_zarr refuses it
+    before = adata.copy()
+    for call in (sp.tl.hubs, sp.tl.communities):
+        with pytest.raises(ValueError, match=r"'a/b_.*cannot be used: it contains '/'"):
+            call(adata, key="a/b")
+        assert_unchanged(adata, before)

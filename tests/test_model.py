@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+import os
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -14,9 +15,6 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from scipy import sparse
 
 from sc_print.model import REGISTRY_KEYS, ScPrint, ScPrintDataSplitter
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 TINY = {"size": "tiny", "max_len": 64, "dropout": 0.0}
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False}
@@ -72,7 +70,7 @@ def test_train_save_load(toy_counts_adata: ad.AnnData, tmp_path: Path) -> None:
     assert saved <= set(model.net.state_dict())
     assert set(model.net.state_dict()) - saved <= {"pos_encoder.pe"}  # may be rebuilt from gene_pos on load
     assert state["setup_args"]["labels_keys"] == ["cell_type"]
-    with pytest.raises(ValueError, match="overwrite=True"):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
         model.save(tmp_path / "model")
     model.save(tmp_path / "model", overwrite=True)
 
@@ -129,6 +127,150 @@ def test_saved_model_outputs_are_identical(toy_model: ScPrint, tmp_path: Path) -
         torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
     for key, value in toy_model.net.state_dict().items():
         assert torch.equal(loaded.net.state_dict()[key], value), key
+
+
+# ---------------------------------------------------------------------------------------------------- no data loss on save
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_save_never_overwrites_without_overwrite(toy_counts_adata: ad.AnnData, tmp_path: Path) -> None:
+    adata = toy_counts_adata
+    ScPrint.setup_anndata(adata, labels_keys=["cell_type"])
+    model = ScPrint(adata, **TINY)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "adata.h5ad").write_bytes(b"the user's own data")  # written by someone else
+    with pytest.raises(FileExistsError, match=r"adata.h5ad already exists; pass overwrite=True"):
+        model.save(folder, save_anndata=True)
+    # every target is checked before any is written: model.pt was not created either
+    assert _files(folder) == {"adata.h5ad": b"the user's own data"}
+    model.save(folder)  # without save_anndata only model.pt is written, next to the user's file
+    assert _files(folder)["adata.h5ad"] == b"the user's own data"
+    before = _files(folder)
+    with pytest.raises(FileExistsError, match="model.pt"):
+        model.save(folder)
+    with pytest.raises(FileExistsError, match=r"model.pt, .*adata.h5ad already exist"):
+        model.save(folder, save_anndata=True)
+    assert _files(folder) == before
+    model.save(folder, save_anndata=True, overwrite=True)
+    assert ad.read_h5ad(folder / "adata.h5ad").shape == adata.shape
+    assert sorted(p.name for p in folder.iterdir()) == ["adata.h5ad", "model.pt"]  # no temporary files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder / "model.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # the usual permissions, not private
+
+
+def test_failed_save_leaves_nothing_behind(
+    toy_counts_adata: ad.AnnData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adata = toy_counts_adata
+    ScPrint.setup_anndata(adata)
+    model = ScPrint(adata, **TINY)
+
+    def broken(self: ad.AnnData, filename: object, **kwargs: object) -> None:
+        Path(str(filename)).write_bytes(b"half")
+        msg = "disk full"
+        raise OSError(msg)
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", broken)
+    fresh = tmp_path / "new"
+    with pytest.raises(OSError, match="disk full"):
+        model.save(fresh, save_anndata=True)
+    assert not fresh.exists()  # the folder it created is removed again
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "model.pt").write_bytes(b"old model")
+    (kept / "adata.h5ad").write_bytes(b"old data")
+    with pytest.raises(OSError, match="disk full"):
+        model.save(kept, save_anndata=True, overwrite=True)
+    assert _files(kept) == {"adata.h5ad": b"old data", "model.pt": b"old model"}  # untouched, no temp files
+
+
+def test_save_rejects_bad_targets_and_options(toy_model: ScPrint, tmp_path: Path) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        toy_model.save(a_file)
+    with pytest.raises(ValueError, match="save_anndata=True too"):
+        toy_model.save(tmp_path / "m", compression="gzip")
+    toy_model.save(tmp_path / "m")
+    bare = ScPrint.load(tmp_path / "m", accelerator="cpu")  # no AnnData attached
+    with pytest.raises(ValueError, match="no AnnData attached"):
+        bare.save(tmp_path / "m2", save_anndata=True)
+    assert not (tmp_path / "m2").exists()
+    with pytest.raises(TypeError, match="does not support"):
+        ScPrint.load(tmp_path / "m", prefix="run1_")
+
+
+# ---------------------------------------------------------------------------------------------------- trained or not
+
+
+def test_random_weights_say_they_are_untrained(toy_counts_adata: ad.AnnData, tmp_path: Path) -> None:
+    from sc_print.nn import ScPrintConfig
+
+    genes = sorted(toy_counts_adata.var_names)
+    config = ScPrintConfig.preset("tiny", n_genes=len(genes))
+    random = ScPrint.from_net(config=config, state_dict=None, genes=genes)
+    assert random.is_trained_ is False
+    with pytest.warns(UserWarning, match="random weights"):
+        random._check_if_trained(warn=True)
+    with pytest.raises(RuntimeError, match="random weights"):
+        random._check_if_trained(warn=False)
+    random.save(tmp_path / "random")
+    assert ScPrint.load(tmp_path / "random", accelerator="cpu").is_trained_ is False  # the flag is saved
+    weights = ScPrint.from_net(config=config, state_dict=random.net.state_dict(), genes=genes)
+    assert weights.is_trained_ is True  # given weights count as trained
+    assert ScPrint.from_net(config=config, state_dict=None, genes=genes, is_trained=True).is_trained_
+    # a model built on data and saved before training stays untrained; after training it is trained
+    ScPrint.setup_anndata(toy_counts_adata)
+    model = ScPrint(toy_counts_adata, **TINY)
+    model.save(tmp_path / "before")
+    assert ScPrint.load(tmp_path / "before", accelerator="cpu").is_trained_ is False
+    # files of sc_print 0.1.0 have no flag: they hold trained weights
+    state = torch.load(tmp_path / "before" / "model.pt", weights_only=True)
+    del state["is_trained"]
+    torch.save(state, tmp_path / "old.pt")
+    assert ScPrint.load(tmp_path / "old.pt", accelerator="cpu").is_trained_ is True
+
+
+def test_size_presets_come_from_one_place(toy_counts_adata: ad.AnnData) -> None:
+    from sc_print.nn import PRESETS, ScPrintConfig
+
+    ScPrint.setup_anndata(toy_counts_adata)
+    for size in PRESETS:
+        model = ScPrint(toy_counts_adata, size=size, max_len=64) if size != "large" else None
+        if model is not None:
+            expected = ScPrintConfig.preset(size, n_genes=toy_counts_adata.n_vars)
+            assert {k: getattr(model.module.config, k) for k in PRESETS[size]} == PRESETS[size]
+            assert model.module.config.layers_cls == expected.layers_cls
+    wider = ScPrint(toy_counts_adata, size="tiny", d_model=48, max_len=64)
+    assert (wider.module.config.d_model, wider.module.config.layers_cls) == (48, [48])
+    assert ScPrintConfig.preset("tiny", n_genes=3, d_model=48).layers_cls == [48]
+    assert ScPrintConfig.preset("tiny", n_genes=3, d_model=None).d_model == 32
+    with pytest.raises(ValueError, match="Unknown size preset 'huge'"):
+        ScPrint(toy_counts_adata, size="huge")
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+
+
+def test_load_uses_the_device_policy(toy_model: ScPrint, tmp_path: Path) -> None:
+    toy_model.save(tmp_path / "m")
+    model = ScPrint.load(tmp_path / "m", accelerator="cpu", device=0)
+    assert next(model.net.parameters()).device == torch.device("cpu")
+    assert next(ScPrint.load(tmp_path / "m", device="cpu").net.parameters()).device.type == "cpu"
+    with pytest.raises(ValueError, match="no device index 3"):
+        ScPrint.load(tmp_path / "m", accelerator="cpu", device=3)
+    with pytest.raises(ValueError, match="contradicts"):
+        ScPrint.load(tmp_path / "m", accelerator="cpu", device="cuda:0")
+    with pytest.raises(ValueError, match="Unknown accelerator"):
+        ScPrint.load(tmp_path / "m", accelerator="tpu")
+    # the device is checked before the file is looked at
+    with pytest.raises(ValueError, match="no device index 3"):
+        ScPrint.load(tmp_path / "absent", accelerator="cpu", device=3)
 
 
 # ---------------------------------------------------------------------------------------------------- resume

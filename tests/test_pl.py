@@ -51,7 +51,7 @@ def test_pl_hubs_one_panel_per_group(adata_hubs, tmp_path):
     assert len(axes[0].patches) == 8
     assert path.stat().st_size > 0
     # bars are the top hubs, in decreasing order
-    top = adata_hubs.uns[Key.uns.hubs(B)]["degree"].sort_values(ascending=False).head(8)
+    top = adata_hubs.uns[Key.uns.hubs(B)]["scores"]["degree"].sort_values(ascending=False).head(8)
     np.testing.assert_allclose([p.get_width() for p in axes[0].patches], top.to_numpy())
     assert [t.get_text() for t in axes[0].get_yticklabels()] == list(top.index)
 
@@ -151,7 +151,7 @@ def test_pl_diff_hubs(adata_hubs, tmp_path):
     ax = sp.pl.diff_hubs(adata_hubs, key_a=B, key_b=T, n_top=5, show=False, save=path)
     assert isinstance(ax, Axes)
     assert path.stat().st_size > 0
-    table = adata_hubs.uns[f"{B}_vs_{T}_diff_hubs"]
+    table = adata_hubs.uns[f"{B}_vs_{T}_diff_hubs"]["table"]
     assert sorted(t.get_text() for t in ax.texts) == sorted(table.index[:5])
     n_points = sum(len(c.get_offsets()) for c in ax.collections)
     assert n_points == len(table)
@@ -167,3 +167,33 @@ def test_pl_diff_hubs_errors(adata_hubs):
     with pytest.raises(KeyError, match="uses score 'degree'"):
         sp.pl.diff_hubs(adata_hubs, key_a=B, key_b=T, score="out_strength", show=False)
     assert_unchanged(adata_hubs, before)
+
+
+def test_pl_refuses_results_of_a_changed_network(adata_hubs):
+    sp.tl.diff_hubs(adata_hubs, key_a=B, key_b=T, score="degree")
+    adata_hubs.varp[T] = adata_hubs.varp[T].multiply(0.5).tocsr()  # the network changed after the analysis
+    before = adata_hubs.copy()
+    with pytest.raises(ValueError, match=r"hub comparison .* different version of network 'scprint_grn_T cell'"):
+        sp.pl.diff_hubs(adata_hubs, key_a=B, key_b=T, show=False)
+    with pytest.raises(ValueError, match=r"hub scores .* different version"):
+        sp.pl.hubs(adata_hubs, key=T, show=False)
+    assert_unchanged(adata_hubs, before)
+
+
+# ------------------------------------------------------------------------------------------ no data loss on save
+def test_pl_save_never_overwrites_without_overwrite(adata_hubs, tmp_path):
+    path = tmp_path / "hubs.png"
+    path.write_bytes(b"the user's own figure")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        sp.pl.hubs(adata_hubs, n_top=4, show=False, save=path)
+    assert path.read_bytes() == b"the user's own figure"
+    sp.pl.hubs(adata_hubs, n_top=4, show=False, save=path, overwrite=True)
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hubs.png"]  # no temporary file left
+    sp.pl.hubs(adata_hubs, n_top=4, show=False, save=tmp_path / "no_extension")
+    assert (tmp_path / "no_extension.png").read_bytes().startswith(b"\x89PNG")  # matplotlib's default format
+    with pytest.raises(FileExistsError, match="no_extension.png already exists"):
+        sp.pl.hubs(adata_hubs, n_top=4, show=False, save=tmp_path / "no_extension")
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(FileExistsError, match="is a directory"):
+        sp.pl.hubs(adata_hubs, n_top=4, show=False, save=tmp_path / "folder.png", overwrite=True)

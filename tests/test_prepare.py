@@ -84,8 +84,9 @@ def test_prepare_writes_slots(adata, toy_model, genes):
     assert in_vocab.dtype == bool
     assert in_vocab[:250].all()
     assert not in_vocab[250:].any()
-    # depth = counts over the genes in the gene table (the 5 unknown genes excluded), not only the vocabulary
-    np.testing.assert_allclose(adata.obs[Key.obs.depth].to_numpy(), X[:, :N_GENES].sum(1))
+    # depth = counts over the genes of the model vocabulary (the depth the model uses), not the whole gene table
+    np.testing.assert_allclose(adata.obs[Key.obs.depth].to_numpy(), X[:, in_vocab].sum(1))
+    assert (X[:, :N_GENES].sum(1) > adata.obs[Key.obs.depth].to_numpy()).all()
     rec = adata.uns[Key.uns.prepare]
     assert rec["organism"] == "NCBITaxon:9606"
     assert rec["id_kind"] == "symbol"
@@ -164,7 +165,7 @@ def test_prepare_uses_layer_and_raw(adata, toy_model):
     assert subset.uns[Key.uns.prepare]["counts_source"] == ".raw.X"
     raw_sub = full[:, subset.var_names].X.toarray()
     np.testing.assert_allclose(
-        subset.obs[Key.obs.depth].to_numpy(), raw_sub[:, subset.var[Key.var.gene_id].to_numpy() != ""].sum(1)
+        subset.obs[Key.obs.depth].to_numpy(), raw_sub[:, subset.var[Key.var.in_vocab].to_numpy()].sum(1)
     )
 
 
@@ -179,7 +180,7 @@ def test_prepare_mudata_writes_into_rna(adata, toy_model):
 
 
 def test_default_model_is_used(adata, genes, monkeypatch):
-    model_module = importlib.import_module("sc_print.model")
+    model_module = importlib.import_module("sc_print._resolve")
     vocab = GeneVocab(genes.index[:220].to_numpy(dtype=str))
 
     def resolve_model(model=None):
@@ -193,7 +194,7 @@ def test_default_model_is_used(adata, genes, monkeypatch):
 
 
 def test_fallback_to_gene_table_without_default_model(adata, monkeypatch, caplog):
-    model_module = importlib.import_module("sc_print.model")
+    model_module = importlib.import_module("sc_print._resolve")
 
     def resolve_model(model=None):
         msg = "no default model shipped"
@@ -353,7 +354,7 @@ def test_real_mouse_ensembl():
     # a human-only vocabulary has no mouse gene: clear error, nothing written
     human = SimpleNamespace(genes=GeneVocab.from_gene_table(organisms=("human",)), name="human table")
     fresh = ad.read_h5ad(path)
-    with pytest.raises(ValueError, match=r"Only 0 distinct genes.*NCBITaxon:9606"):
+    with pytest.raises(ValueError, match=r"genes are mouse .* covers human only"):
         sp.pp.prepare(fresh, model=human)
     assert Key.uns.prepare not in fresh.uns
 

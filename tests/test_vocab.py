@@ -35,6 +35,8 @@ def test_gene_table_layout():
     assert set(table["organism"].astype(str)) == set(ORGANISMS)
     assert table.loc[TP53, "symbol"] == "TP53"
     assert table.loc[TP53, "chromosome"] == "17"
+    assert table.loc[TP53, "start"] == 7_661_778  # GENCODE v48 (GRCh38)
+    assert table.loc[XKR4, "symbol"] == "Xkr4"  # mouse genes have their MGI symbols
     assert table.loc[TP53, "organism"] == HUMAN
     assert table.loc[XKR4, "organism"] == MOUSE
     assert not table.index.str.contains(r"\.").any()  # no version suffixes
@@ -97,12 +99,14 @@ def test_strip_ensembl_version():
 
 
 def test_map_ensembl_with_version_suffix():
-    ids, info = map_gene_names([f"{TP53}.17", f"{GAPDH}.3", ACTB, "ENSG99999999999"])
-    assert ids.tolist() == [TP53, GAPDH, ACTB, ""]
+    ids, info = map_gene_names([f"{TP53}.17", f"{GAPDH}.3", ACTB, "ENSG99999999999", "ENSG_NOT_AN_ID"])
+    # a well-formed id of the organism maps to itself even when the table lacks it (retired ids keep their identity)
+    assert ids.tolist() == [TP53, GAPDH, ACTB, "ENSG99999999999", ""]
     assert info["kind"] == "ensembl"
     assert info["organism"] == HUMAN
-    assert info["n_mapped"] == 3
-    assert info["unmapped"] == ["ENSG99999999999"]
+    assert info["n_mapped"] == 4
+    assert info["n_not_in_table"] == 1
+    assert info["unmapped"] == ["ENSG_NOT_AN_ID"]
 
 
 def test_map_human_symbols_case_insensitive_and_duplicates():
@@ -140,13 +144,21 @@ def test_map_given_organism_and_kind():
         map_gene_names(["TP53"], id_kind="entrez")
 
 
-def test_map_symbol_with_several_ids_takes_first_sorted_id():
+@pytest.mark.parametrize("organism", [HUMAN, MOUSE])
+def test_map_symbol_with_several_ids_prefers_protein_coding_then_lowest_id(organism):
     table = load_gene_table()
-    human = table[(table["organism"] == HUMAN) & (table["symbol"] != "")]
-    counts = human["symbol"].value_counts()
-    symbol = counts.index[counts > 1][0]
-    ids, _ = map_gene_names([symbol], organism=HUMAN)
-    assert ids[0] == sorted(human.index[human["symbol"] == symbol])[0]
+    rows = table[(table["organism"] == organism) & (table["symbol"] != "")]
+    counts = rows["symbol"].value_counts()
+    shared = rows[rows["symbol"].isin(counts.index[counts > 1])]
+    coding = shared.groupby("symbol", observed=True)["biotype"].agg(lambda b: (b == "protein_coding").any())
+    mixed = [sym for sym, group in shared.groupby("symbol") if group["biotype"].eq("protein_coding").sum() == 1]
+    symbol = mixed[0]
+    group = shared[shared["symbol"] == symbol]
+    ids, _ = map_gene_names([symbol], organism=organism)
+    assert ids[0] == group.index[group["biotype"] == "protein_coding"][0]
+    plain = coding.index[~coding.to_numpy(dtype=bool)][0]  # no protein-coding id: the lowest id
+    ids, _ = map_gene_names([plain], organism=organism)
+    assert ids[0] == sorted(shared.index[shared["symbol"] == plain])[0]
 
 
 # --- GeneVocab ------------------------------------------------------------------------------------------------
@@ -190,6 +202,8 @@ def test_vocab_from_ids_positions_symbols():
     assert custom.positions.tolist() == [7, 9]
     assert GeneVocab.from_dict(custom.to_dict()) == custom
     assert custom != GeneVocab([TP53, GAPDH])
+    with pytest.raises(KeyError, match="positions"):
+        GeneVocab.from_dict({"ids": [TP53, GAPDH]})  # a saved vocabulary never looks its positions up
 
 
 def test_vocab_rejects_bad_input():

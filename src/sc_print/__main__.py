@@ -31,10 +31,16 @@ def _symbols(ids: list[str]) -> list[str]:
     return [str(table.get(g, "")) or g for g in ids]
 
 
-def demo(*, n_genes: int = 400, out: str | None = None) -> AnnData:
-    """Prepare → embed → grn per cell line → hubs on the bundled example with the default model."""
-    import sc_print as sp
+def demo(*, n_genes: int = 400, out: str | None = None, overwrite: bool = False) -> AnnData:
+    """Prepare → embed → grn per cell line → hubs on the bundled example with the default model.
 
+    ``out`` must not exist unless ``overwrite=True`` (checked before anything runs).
+    """
+    import sc_print as sp
+    from sc_print._io import atomic_target, check_free
+
+    if out:
+        check_free([out], overwrite=overwrite)
     t0 = time.perf_counter()
     adata = sp.datasets.example()
     print(
@@ -59,7 +65,8 @@ def demo(*, n_genes: int = 400, out: str | None = None) -> AnnData:
     for line in _slots(adata):
         print("  " + line)
     if out:
-        adata.write_h5ad(out)
+        with atomic_target(out) as tmp:
+            adata.write_h5ad(tmp)
         print(f"saved {out}")
     print(f"done in {time.perf_counter() - t0:.1f} s")
     return adata
@@ -72,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     p_demo = sub.add_parser("demo", help="run prepare → embed → grn → hubs on bundled data")
     p_demo.add_argument("--n-genes", type=int, default=400, help="genes per network (HVGs of each cell line)")
     p_demo.add_argument("--out", default=None, help="write the annotated AnnData to this .h5ad")
+    p_demo.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        demo(n_genes=args.n_genes, out=args.out)
+        demo(n_genes=args.n_genes, out=args.out, overwrite=args.overwrite)
     return 0
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import textwrap
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 
+from ._device import resolve_device  # noqa: F401
 from ._settings import settings
 
 if TYPE_CHECKING:
@@ -21,48 +23,34 @@ logger = logging.getLogger("sc_print")
 T = TypeVar("T")
 
 RngLike = int | np.random.Generator | None
-#: models resolved from ``model=None``, by name (loaded once per session)
-_MODEL_CACHE: dict[str, Any] = {}
-
-
-def resolve_device(accelerator: str = "auto", device: int | str = "auto") -> torch.device:
-    """Pick one torch device like scvi-tools does (never MPS unless asked for).
-
-    Parameters
-    ----------
-    accelerator
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"gpu"``/``"cuda"`` or ``"mps"``.
-    device
-        ``"auto"`` or a device index.
-
-    Returns
-    -------
-    The :class:`torch.device`.
-    """
-    acc = accelerator.lower()
-    if acc == "auto":
-        acc = "cuda" if torch.cuda.is_available() else "cpu"
-    if acc in ("gpu", "cuda"):
-        if not torch.cuda.is_available():
-            msg = "accelerator='gpu' was requested but CUDA is not available; use accelerator='cpu'."
-            raise ValueError(msg)
-        return torch.device("cuda", 0 if device == "auto" else int(device))
-    if acc == "mps":
-        return torch.device("mps")
-    if acc == "cpu":
-        return torch.device("cpu")
-    msg = f"Unknown accelerator {accelerator!r}; use 'auto', 'cpu', 'gpu' or 'mps'."
-    raise ValueError(msg)
 
 
 def track(iterable: Iterable[T], *, total: int | None = None, description: str = "") -> Iterator[T]:
-    """Progress bar (tqdm) shown when ``sp.settings.show_progress`` (follows scanpy's verbosity)."""
+    """Iterate over ``iterable`` with a progress bar (tqdm, on stderr), as scvi-tools' ``track`` does.
+
+    Shown by default; hidden when ``sp.settings.show_progress`` is False (``sp.settings.progress_bar = False``,
+    or a verbosity of ``"error"`` or above, set on ``sp.settings`` or followed from scanpy).
+
+    Parameters
+    ----------
+    iterable
+        What to iterate over.
+    total
+        Number of items (default ``len(iterable)`` when it has one).
+    description
+        Text in front of the bar.
+
+    Yields
+    ------
+    The items of ``iterable``.
+    """
     if not settings.show_progress:
         yield from iterable
         return
     from tqdm.auto import tqdm
 
-    yield from tqdm(iterable, total=total, desc=description, leave=False)
+    with tqdm(iterable, total=total, desc=description, leave=False, file=sys.stderr, dynamic_ncols=True) as bar:
+        yield from bar
 
 
 def make_rng(rng: RngLike) -> np.random.Generator:
@@ -80,41 +68,6 @@ def seed_record(rng: RngLike) -> int | str | None:
     return rng if (rng is None or isinstance(rng, int)) else "Generator"
 
 
-def resolve_model(model: ScPrint | str | Any | None = None, *, device: torch.device | None = None) -> ScPrint:
-    """Return an :class:`~sc_print.model.ScPrint` for ``model``.
-
-    ``None`` is the embedded default model (loaded once per session); otherwise a model, a registry name or a
-    path (see :func:`sc_print.load_model`).
-    """
-    from .model import ScPrint
-
-    if isinstance(model, ScPrint):
-        out = model
-    elif model is None:  # the default model is loaded once per session
-        name = settings.default_model
-        if name not in _MODEL_CACHE:
-            from .hub import load_model
-
-            _MODEL_CACHE[name] = load_model(name)
-        out = _MODEL_CACHE[name]
-    else:
-        from .hub import load_model
-
-        out = load_model(model)
-    if device is not None:
-        out.module.to(device)
-    return out
-
-
-def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Any:
-    """``torch.autocast`` for ``dtype`` on ``device`` (a no-op context for float32/None)."""
-    import contextlib
-
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def model_record(model: ScPrint) -> dict[str, Any]:
     """Name / size / checksum of a model for ``.uns[...]['model']``."""
     meta = getattr(model, "metadata_", {}) or {}
@@ -129,7 +82,10 @@ def model_record(model: ScPrint) -> dict[str, Any]:
 
 
 def log_written(kind: str, key: str) -> None:
-    """Log one AnnData slot written (the squidpy pattern)."""
+    """Log one AnnData slot written (squidpy's ``_save_data`` pattern).
+
+    The one message of every writer, ``added `.uns['key']```, shown at verbosity ``"info"`` and below.
+    """
     logger.info("added `.%s[%r]`", kind, key)
 
 

@@ -1,8 +1,35 @@
-"""From AnnData rows to model inputs: gene vocabulary, tokenisation, downsampling noise, sampling."""
+"""From AnnData rows to model inputs: gene vocabulary, validated counts, tokenisation, downsampling noise, sampling."""
 
+from ._inputs import (
+    DEPTH_DEFINITION,
+    HVG_SPAN,
+    MIN_MAPPED_GENES,
+    CountInputs,
+    GeneMapping,
+    data_gene_ids,
+    genes_from_names,
+    hvg_positions,
+    is_sparse_matrix,
+    iter_row_chunks,
+    iter_tokens,
+    load_counts,
+    map_genes,
+)
 from ._noise import downsample_profile
 from ._sampler import label_weights
-from ._tokenize import CONTEXT_MODES, GeneMapper, Tokens, select_genes, tokenize, tokenize_rows
+from ._tokenize import (
+    CONTEXT_MODES,
+    GeneMapper,
+    Tokens,
+    cell_hashes,
+    cell_seeds,
+    check_seed,
+    gene_keys,
+    random_cell_seeds,
+    select_genes,
+    tokenize,
+    tokenize_rows,
+)
 from ._vocab import (
     GENE_POSITION_TOLERANCE,
     ORGANISMS,
@@ -17,17 +44,35 @@ from ._vocab import (
 
 __all__ = [
     "CONTEXT_MODES",
+    "DEPTH_DEFINITION",
     "GENE_POSITION_TOLERANCE",
+    "HVG_SPAN",
+    "MIN_MAPPED_GENES",
     "ORGANISMS",
     "UNKNOWN_POSITION",
+    "CountInputs",
     "GeneMapper",
+    "GeneMapping",
     "GeneVocab",
     "Tokens",
+    "cell_hashes",
+    "cell_seeds",
+    "check_seed",
+    "data_gene_ids",
     "downsample_profile",
+    "gene_keys",
+    "genes_from_names",
+    "hvg_positions",
+    "is_sparse_matrix",
+    "iter_row_chunks",
+    "iter_tokens",
     "label_weights",
+    "load_counts",
     "load_gene_table",
     "locus_positions",
     "map_gene_names",
+    "map_genes",
+    "random_cell_seeds",
     "resolve_organism",
     "select_genes",
     "strip_ensembl_version",

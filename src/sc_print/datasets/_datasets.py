@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from importlib.resources import as_file, files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
-from urllib.request import url2pathname
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from sc_print._io import file_downloader
 from sc_print._settings import settings
 
 if TYPE_CHECKING:
@@ -67,26 +65,6 @@ _HUMAN = "NCBITaxon:9606"
 
 
 # --------------------------------------------------------------------------------------------------- fetching
-def _file_downloader(url: str, output_file: Any, pooch: Any, *, check_only: bool = False) -> bool | None:
-    """Pooch downloader for ``file://`` URLs: copy the local file (pooch checks its hash afterwards)."""
-    parsed = urlparse(url)
-    source = Path(url2pathname(unquote(parsed.path)))
-    if parsed.netloc not in ("", "localhost"):
-        msg = f"Only local file:// URLs are supported, got host {parsed.netloc!r} in {url!r}."
-        raise ValueError(msg)
-    if check_only:
-        return source.is_file()
-    if not source.is_file():
-        msg = f"{source} does not exist (from {url!r}); check {DATA_URL_ENV}."
-        raise FileNotFoundError(msg)
-    if hasattr(output_file, "write"):
-        with source.open("rb") as handle:
-            shutil.copyfileobj(handle, output_file)
-    else:
-        shutil.copyfile(source, output_file)
-    return None
-
-
 def _base_url(base_url: str | None = None) -> str:
     url = base_url if base_url is not None else os.environ.get(DATA_URL_ENV, "")
     if not url:
@@ -124,8 +102,13 @@ def _fetch(fname: str, *, registry: Mapping[str, str] | None = None, base_url: s
         raise KeyError(msg)
     url = _base_url(base_url)
     fetcher = pooch.create(path=Path(settings.cache_dir) / "datasets", base_url=url, registry=registry)
-    downloader = _file_downloader if url.startswith("file:") else None
-    return Path(fetcher.fetch(fname, downloader=downloader, progressbar=settings.show_progress))
+    downloader = file_downloader if url.startswith("file:") else None
+    try:
+        # pooch downloads to a temporary file and moves it into its cache: nothing half-written stays
+        return Path(fetcher.fetch(fname, downloader=downloader, progressbar=settings.show_progress))
+    except FileNotFoundError as err:
+        msg = f"{err} Check {DATA_URL_ENV} (currently {url!r})."
+        raise FileNotFoundError(msg) from err
 
 
 def _read(fname: str) -> AnnData:

@@ -17,7 +17,6 @@ tokens), FSQ class compression, non-continuous expression encoders and scPRINT-2
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sc_print._io import file_sha256, read_torch_file, require_keys
 from sc_print.nn import ScPrintConfig, ScPrintNet
 
 if TYPE_CHECKING:
@@ -153,33 +153,32 @@ class OfficialCheckpoint:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def _load_container(path: Path) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True`` (memory-mapped when the file format allows)."""
-    try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        msg = (
-            f"{path} cannot be read safely: it holds Python objects other than tensors and plain containers, "
-            f"and sc_print never unpickles arbitrary code (torch.load(weights_only=True) said: "
-            f"{str(err).splitlines()[0]}). Official scPRINT checkpoints load this way; if you trust this file, "
-            "re-save its 'state_dict' and 'hyper_parameters' as plain dicts and tensors in the environment that "
-            "wrote it."
-        )
-        raise ValueError(msg) from err
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        keys = sorted(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
-        msg = (
-            f"{path} is not a Lightning checkpoint of scPRINT (no 'state_dict'; found {keys}). "
-            "Models saved with ScPrint.save load with sc_print.load_model(<directory>)."
-        )
+#: what an official checkpoint is called in messages
+OFFICIAL = "an official scPRINT checkpoint (Lightning .ckpt)"
+
+
+def is_saved_model(state: Any) -> bool:
+    """Whether a loaded file is in the ``ScPrint.save`` layout (not an official checkpoint)."""
+    return isinstance(state, dict) and "format_version" in state and "hyper_parameters" not in state
+
+
+def _load_container(path: Path, content: Any = None) -> dict[str, Any]:
+    """The checkpoint dict, read with ``torch.load(weights_only=True)`` (memory-mapped when possible).
+
+    ``content`` is the file's content when the caller has read it already.
+    """
+    ckpt = read_torch_file(path, what=OFFICIAL, mmap=True) if content is None else content
+    if is_saved_model(ckpt):
+        msg = f"{path} is a model saved by ScPrint.save, not {OFFICIAL}; load it with sc_print.load_model(path)."
         raise ValueError(msg)
-    if "hyper_parameters" not in ckpt:
-        msg = f"{path} has no 'hyper_parameters': the gene vocabulary and label names cannot be recovered."
+    require_keys(ckpt, ("state_dict", "hyper_parameters"), path=path, what=OFFICIAL)
+    for key in ("state_dict", "hyper_parameters"):
+        if not isinstance(ckpt[key], dict):
+            msg = f"{path} is not {OFFICIAL}: its {key!r} is a {type(ckpt[key]).__name__}, not a dict."
+            raise ValueError(msg)
+    bad = [k for k, v in ckpt["state_dict"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        msg = f"{path} is not {OFFICIAL}: its 'state_dict' holds entries that are not named tensors ({bad[:3]})."
         raise ValueError(msg)
     return ckpt
 
@@ -427,15 +426,33 @@ def read_official_checkpoint(path: str | os.PathLike, *, compute_sha256: bool = 
     The converted checkpoint: the network (eval mode, CPU, float32), its config, the vocabulary
     (``hparams["genes"]`` as stored), organisms, label hierarchies and the detected generation.
     Raises :class:`UnsupportedCheckpointError` for layouts sc_print does not implement and
-    :class:`ValueError` for files that are not safe to load.
+    :class:`ValueError` for files that are not checkpoints or not safe to load (the message names the file).
     """
-    from sc_print.ontology import label_key
-
     path = Path(path).expanduser()
     if not path.is_file():
         msg = f"No checkpoint file at {path}."
         raise FileNotFoundError(msg)
-    ckpt = _load_container(path)
+    return _read(path, None, compute_sha256=compute_sha256)
+
+
+def _read(path: Path, content: Any, *, compute_sha256: bool = True) -> OfficialCheckpoint:
+    """:func:`read_official_checkpoint` of a file whose content may have been read already."""
+    ckpt = _load_container(path, content)
+    try:
+        return _convert(ckpt, path, compute_sha256=compute_sha256)
+    except UnsupportedCheckpointError as err:
+        msg = f"{path}: {err}"
+        raise UnsupportedCheckpointError(msg) from err
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as err:
+        what = f"it has no entry {err.args[0]!r}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        msg = f"{path} is not a usable {OFFICIAL[3:]}: its layout is not one sc_print reads ({what})."
+        raise UnsupportedCheckpointError(msg) from err
+
+
+def _convert(ckpt: dict[str, Any], path: Path, *, compute_sha256: bool) -> OfficialCheckpoint:
+    """The converted checkpoint (errors without the file name; :func:`read_official_checkpoint` adds it)."""
+    from sc_print.ontology import label_key
+
     sd: dict[str, torch.Tensor] = dict(ckpt["state_dict"])
     hp: dict[str, Any] = dict(ckpt["hyper_parameters"])
     generation = detect_generation(sd, hp)
@@ -510,9 +527,7 @@ def read_official_checkpoint(path: str | os.PathLike, *, compute_sha256: bool = 
     }
     sha = None
     if compute_sha256:
-        from ._registry import sha256sum
-
-        sha = sha256sum(path)
+        sha = file_sha256(path)
     logger.info(
         "read %s: scPRINT %s checkpoint, %d genes, d_model %d, %d layers, %d heads (%d kv), depth %s, labels %s",
         path.name,

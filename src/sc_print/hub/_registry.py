@@ -8,15 +8,15 @@ a file already there is used as it is, so the weights can be placed there by han
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import pandas as pd
+
+from sc_print._io import file_downloader, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -204,34 +204,12 @@ def cached_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     return weights_dir(cache_dir) / resolve_name(name).filename
 
 
-def _file_downloader(url: str, output_file: str | os.PathLike, pooch: object | None = None) -> None:
-    """Download ``file://`` URLs for pooch ``file://`` URLs (a local mirror of the weights)."""
-    parsed = urlparse(url)
-    source = Path(unquote(parsed.path))
-    if parsed.netloc not in ("", "localhost"):
-        msg = f"Only local file:// URLs are supported, got {url!r}."
-        raise ValueError(msg)
-    if not source.is_file():
-        msg = f"{source} does not exist."
-        raise FileNotFoundError(msg)
-    shutil.copyfile(source, output_file)
-
-
 def _offline_message(entry: OfficialWeights, url: str, target: Path, reason: BaseException) -> str:
     return (
         f"Could not download the scPRINT weights {entry.name!r} from {url} ({type(reason).__name__}: {reason}). "
         f"On a machine without internet access, fetch {url} elsewhere and copy it to {target} "
         f"(or pass the file path to sp.load_model). Set ${HUB_URL_ENV} to use a mirror."
     )
-
-
-def sha256sum(path: str | os.PathLike, *, chunk_size: int = 1 << 22) -> str:
-    """SHA-256 of a file (hex), read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_integrity(entry: OfficialWeights, path: Path, digest: str) -> None:
@@ -288,7 +266,7 @@ def fetch_weights(
         progressbar = settings.show_progress
     scheme = urlparse(url).scheme
     if scheme == "file":
-        downloader = _file_downloader
+        downloader = file_downloader
     elif scheme in ("http", "https"):
         downloader = pooch.HTTPDownloader(
             progressbar=bool(progressbar), chunk_size=1 << 20, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
@@ -305,5 +283,5 @@ def fetch_weights(
     except (requests.exceptions.RequestException, OSError) as err:
         raise ConnectionError(_offline_message(entry, url, target, err)) from err
     path = Path(path)
-    _check_integrity(entry, path, sha256sum(path))
+    _check_integrity(entry, path, file_sha256(path))
     return path

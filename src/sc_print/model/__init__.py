@@ -1,10 +1,19 @@
 """scvi-tools model API: :class:`ScPrint` (user API), :class:`ScPrintModule` (torch), training plan."""
 
-from sc_print._utils import resolve_model
-
 from ._constants import REGISTRY_KEYS
+from ._inference import DENOISE_EXPECTATIONS, DENOISE_GENE_SETS, CellOutputs, DenoiseOutputs
 from ._model import ScPrint
 from ._module import ScPrintModule
 from ._training import ScPrintDataSplitter, ScPrintTrainingPlan
 
-__all__ = ["REGISTRY_KEYS", "ScPrint", "ScPrintDataSplitter", "ScPrintModule", "ScPrintTrainingPlan", "resolve_model"]
+__all__ = [
+    "DENOISE_EXPECTATIONS",
+    "DENOISE_GENE_SETS",
+    "REGISTRY_KEYS",
+    "CellOutputs",
+    "DenoiseOutputs",
+    "ScPrint",
+    "ScPrintDataSplitter",
+    "ScPrintModule",
+    "ScPrintTrainingPlan",
+]

@@ -21,3 +21,5 @@ REGISTRY_KEYS = _RegistryKeys()
 SAVE_FORMAT_VERSION = 1
 #: file name of a saved model inside its directory
 MODEL_FILE = "model.pt"
+#: file name of the AnnData written by ``ScPrint.save(save_anndata=True)``
+ADATA_FILE = "adata.h5ad"

@@ -1,10 +1,8 @@
-"""ScPrint: the scvi-tools model class (data registration, pretraining, save/load)."""
+"""ScPrint: the scvi-tools model class (data registration, pretraining); saving and loading in ``_save_load.py``."""
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -15,72 +13,31 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from sc_print._keys import Key
 from sc_print._validation import _where, check_counts, get_counts, resolve_adata
-from sc_print.data import GeneVocab, label_weights, map_gene_names
-from sc_print.nn import PRESETS, ScPrintConfig, ScPrintNet
+from sc_print.data import GeneVocab, data_gene_ids, label_weights
+from sc_print.nn import ScPrintConfig, ScPrintNet
 from sc_print.ontology import LabelHierarchy, label_key
 
-from ._constants import MODEL_FILE, REGISTRY_KEYS, SAVE_FORMAT_VERSION
+from ._constants import REGISTRY_KEYS
+from ._inference import ScPrintInferenceMixin
 from ._module import ScPrintModule
+from ._save_load import SaveLoadMixin
 from ._training import ScPrintDataSplitter, ScPrintTrainingPlan
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import Sequence
 
     from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
-#: pretraining options stored with the weights (module keyword arguments)
-_TRAINING_OPTIONS = (
-    "max_len",
-    "noise",
-    "class_scale",
-    "generate_scale",
-    "dissimilarity_scale",
-    "contrastive_scale",
-    "temperature",
-)
-
 
 def _adata_gene_ids(adata: AnnData, organism: str | None = None) -> np.ndarray:
     """Ensembl id of every column (``""`` when unmapped): from ``sp.pp.prepare`` if run, else mapped now."""
-    if Key.var.gene_id in adata.var:
-        return adata.var[Key.var.gene_id].fillna("").astype(str).to_numpy()
-    ids, _ = map_gene_names(adata.var_names, organism=organism)
-    return np.asarray(ids, dtype=str)
+    return data_gene_ids(adata, organism)[0]
 
 
-def _plain(obj: Any) -> Any:
-    """Tensors and plain Python containers only (loadable with ``torch.load(weights_only=True)``)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {(k if isinstance(k, int | str) else str(k)): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def _minimal_registry() -> dict[str, Any]:
-    import scvi
-
-    return {
-        "scvi_version": scvi.__version__,
-        "model_name": "ScPrint",
-        "setup_method_name": "setup_anndata",
-        "setup_args": {},
-        "field_registries": {},
-    }
-
-
-class ScPrint(UnsupervisedTrainingMixin, BaseModelClass):
+class ScPrint(ScPrintInferenceMixin, SaveLoadMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """scPRINT single-cell foundation model as an scvi-tools model.
 
     Build it on an AnnData registered with :meth:`setup_anndata`, pretrain it with :meth:`train`, and use it
@@ -91,8 +48,9 @@ class ScPrint(UnsupervisedTrainingMixin, BaseModelClass):
     adata
         AnnData registered with :meth:`setup_anndata` (raw counts).
     size
-        Size preset: ``"tiny"``, ``"small"`` (d=128, 4 layers), ``"medium"`` (256, 8) or ``"large"``
-        (512, 16); explicit ``d_model``/``nlayers``/``nhead`` override it.
+        Size preset: ``"tiny"`` (d=32, 2 layers), ``"small"`` (128, 4), ``"medium"`` (256, 8) or ``"large"``
+        (512, 16), see :meth:`ScPrintConfig.preset <sc_print.nn.ScPrintConfig.preset>`; explicit
+        ``d_model``/``nlayers``/``nhead``/``layers_cls`` override it.
     genes
         Gene vocabulary (Ensembl ids). ``None`` = every gene of ``adata`` that maps to the gene table.
     d_model, nhead, nlayers, num_heads_kv, layers_cls
@@ -161,13 +119,13 @@ class ScPrint(UnsupervisedTrainingMixin, BaseModelClass):
             hierarchy = LabelHierarchy.from_labels(column, categories)
             self.hierarchies[hierarchy.label] = hierarchy
             self.label_columns[hierarchy.label] = column
-        preset = dict(PRESETS[size])
-        overrides = {"d_model": d_model, "nhead": nhead, "nlayers": nlayers, "layers_cls": layers_cls}
-        preset.update({k: v for k, v in overrides.items() if v is not None})
-        if d_model is not None and layers_cls is None:
-            preset["layers_cls"] = [d_model]
-        config = ScPrintConfig(
+        config = ScPrintConfig.preset(
+            size,
             n_genes=len(self.vocab),
+            d_model=d_model,
+            nhead=nhead,
+            nlayers=nlayers,
+            layers_cls=layers_cls,
             num_heads_kv=num_heads_kv,
             normalization=normalization,
             depth_atinput=depth_atinput,
@@ -177,7 +135,6 @@ class ScPrint(UnsupervisedTrainingMixin, BaseModelClass):
             drop_path_rate=drop_path_rate,
             attention=attention,
             freeze_gene_embeddings=gene_embeddings is not None,
-            **preset,
         )
         self.module = self._module_cls(
             config.to_dict(),
@@ -195,10 +152,7 @@ class ScPrint(UnsupervisedTrainingMixin, BaseModelClass):
             self._load_gene_embeddings(gene_embeddings)
         self._set_data_mapping(self.adata, organism)
         self.metadata_: dict[str, Any] = {"name": "custom"}
-        self._model_summary_string = (
-            f"ScPrint model ({config.d_model}d, {config.nlayers} layers, {config.nhead} heads) over "
-            f"{len(self.vocab)} genes, labels {list(self.hierarchies)}"
-        )
+        self._model_summary_string = self._summary(config, len(self.vocab), list(self.hierarchies))
         self.init_params_ = self._get_init_params(locals())
 
     # ------------------------------------------------------------------ registration
@@ -414,204 +368,3 @@ class ScPrint(UnsupervisedTrainingMixin, BaseModelClass):
     def organisms(self) -> tuple[str, ...]:
         """Organisms covered by the vocabulary."""
         return self.vocab.organisms
-
-    # ------------------------------------------------------------------ save / load
-    def _state(self) -> dict[str, Any]:
-        module = self.module
-        return {
-            "format_version": SAVE_FORMAT_VERSION,
-            "config": module.config.to_dict(),
-            # the position table is derived from gene_pos: not stored
-            "state_dict": {k: v.detach().cpu() for k, v in module.net.state_dict().items() if k != "pos_encoder.pe"},
-            "genes": self.genes,
-            "gene_pos": [int(p) for p in self.vocab.positions],
-            "organisms": list(self.vocab.organisms),
-            "hierarchies": {name: h.to_dict() for name, h in self.hierarchies.items()},
-            "label_columns": dict(self.label_columns),
-            "training": {name: getattr(module, name) for name in _TRAINING_OPTIONS},
-            "setup_args": json.loads(json.dumps(self._setup_args(), default=str)),
-            "metadata": json.loads(json.dumps(getattr(self, "metadata_", {}), default=str)),
-            "history": self._history_lists(),
-        }
-
-    def _setup_args(self) -> dict[str, Any]:
-        try:
-            return dict(self.registry_.get("setup_args", {}))
-        except AttributeError:
-            return {}
-
-    def _history_lists(self) -> dict[str, list[float]]:
-        hist = getattr(self, "history_", None) or {}
-        out = {}
-        for key, frame in hist.items():
-            try:
-                out[key] = [float(v) for v in np.asarray(frame).ravel()]
-            except (TypeError, ValueError):
-                continue
-        return out
-
-    def save(
-        self, dir_path: str | os.PathLike, *, overwrite: bool = False, save_anndata: bool = False, **kwargs: Any
-    ) -> None:
-        """Save weights, architecture, vocabulary and label hierarchies to ``dir_path/model.pt``.
-
-        The file holds only tensors and plain Python containers, so it loads with
-        ``torch.load(..., weights_only=True)``: loading never executes pickled code.
-
-        Parameters
-        ----------
-        dir_path
-            Output directory (created).
-        overwrite
-            Replace an existing saved model.
-        save_anndata
-            Also write the registered AnnData as ``adata.h5ad``.
-        **kwargs
-            Passed to :meth:`anndata.AnnData.write_h5ad`.
-        """
-        path = Path(dir_path)
-        if (path / MODEL_FILE).exists() and not overwrite:
-            msg = f"{path / MODEL_FILE} exists; pass overwrite=True to replace it."
-            raise ValueError(msg)
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save(_plain(self._state()), path / MODEL_FILE)
-        if save_anndata:
-            self.adata.write_h5ad(path / "adata.h5ad", **kwargs)
-
-    @classmethod
-    def load(
-        cls,
-        dir_path: str | os.PathLike,
-        adata: AnnData | None = None,
-        *,
-        accelerator: str = "auto",
-        device: int | str = "auto",
-        **kwargs: Any,
-    ) -> ScPrint:
-        """Load a model saved with :meth:`save` (``torch.load(weights_only=True)``).
-
-        Parameters
-        ----------
-        dir_path
-            Directory holding ``model.pt`` (or the file itself).
-        adata
-            Optional AnnData to attach for further training; it is registered with the saved setup
-            arguments when needed. Inference (``sp.tl.*``) needs no AnnData here.
-        accelerator, device
-            Where to put the weights.
-        **kwargs
-            Ignored (scvi-tools compatibility).
-        """
-        from sc_print._utils import resolve_device
-
-        path = Path(dir_path)
-        file = path if path.is_file() else path / MODEL_FILE
-        if not file.exists():
-            msg = f"No saved sc_print model at {file}."
-            raise FileNotFoundError(msg)
-        state = torch.load(file, map_location="cpu", weights_only=True)
-        model = cls._from_state(state, adata=adata)
-        model.module.to(resolve_device(accelerator, device))
-        return model
-
-    @classmethod
-    def _from_state(cls, state: dict[str, Any], *, adata: AnnData | None = None) -> ScPrint:
-        version = state.get("format_version")
-        if version != SAVE_FORMAT_VERSION:
-            msg = f"Saved model format {version!r} is not supported (expected {SAVE_FORMAT_VERSION})."
-            raise ValueError(msg)
-        hierarchies = {name: LabelHierarchy.from_dict(d) for name, d in state["hierarchies"].items()}
-        return cls.from_net(
-            config=ScPrintConfig.from_dict(state["config"]),
-            state_dict=state["state_dict"],
-            genes=state["genes"],
-            gene_pos=state["gene_pos"],
-            hierarchies=hierarchies,
-            label_columns=state.get("label_columns", {}),
-            training=state.get("training", {}),
-            setup_args=state.get("setup_args", {}),
-            metadata=state.get("metadata", {}),
-            adata=adata,
-        )
-
-    @classmethod
-    def from_net(
-        cls,
-        *,
-        config: ScPrintConfig,
-        state_dict: dict[str, torch.Tensor] | None,
-        genes: Sequence[str],
-        gene_pos: Sequence[int] | None = None,
-        hierarchies: dict[str, LabelHierarchy] | None = None,
-        label_columns: dict[str, str] | None = None,
-        training: dict[str, Any] | None = None,
-        setup_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-        adata: AnnData | None = None,
-        organisms: Sequence[str] | None = None,
-    ) -> ScPrint:
-        """Build a trained model from its parts (used by :meth:`load` and the official-checkpoint reader).
-
-        Parameters
-        ----------
-        config
-            Architecture.
-        state_dict
-            Weights of :class:`~sc_print.nn.ScPrintNet` (``None`` keeps the random init).
-        genes, gene_pos
-            Vocabulary (Ensembl ids) and genomic positions.
-        hierarchies
-            ``{label: LabelHierarchy}`` in class order.
-        label_columns
-            ``{label: .obs column}`` used at training.
-        training
-            Pretraining options of :class:`ScPrintModule`.
-        setup_args
-            Arguments of :meth:`setup_anndata` (replayed when ``adata`` is given).
-        metadata
-            Free metadata (``name``, ``sha256``, ``generation``, ...), stored in ``model.metadata_``.
-        adata
-            Optional AnnData to attach (registered with ``setup_args`` when needed).
-        organisms
-            Organisms of the vocabulary (``None`` = inferred from the gene ids).
-        """
-        hierarchies = dict(hierarchies or {})
-        if adata is not None:
-            adata = resolve_adata(adata)
-            args = {
-                k: v for k, v in (setup_args or {}).items() if k in ("layer", "labels_keys", "batch_key", "organism")
-            }
-            cls.setup_anndata(adata, **args)
-            model = cls.__new__(cls)
-            BaseModelClass.__init__(model, adata)
-        else:
-            model = cls.__new__(cls)
-            registry = _minimal_registry()
-            registry["setup_args"] = dict(setup_args or {})
-            BaseModelClass.__init__(model, registry=registry)
-        model.vocab = GeneVocab(list(genes), gene_pos, organisms=organisms)
-        model.hierarchies = hierarchies
-        model.label_columns = dict(label_columns or {})
-        model.module = cls._module_cls(
-            config.to_dict(),
-            list(model.vocab.positions),
-            parent_matrices={name: h.parent_matrix for name, h in hierarchies.items()},
-            **(training or {}),
-        )
-        if state_dict is not None:
-            missing, unexpected = model.module.net.load_state_dict(state_dict, strict=False)
-            missing = [k for k in missing if k != "pos_encoder.pe"]  # rebuilt from gene_pos when absent
-            if missing or unexpected:
-                msg = f"Weights do not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}."
-                raise ValueError(msg)
-        if adata is not None:
-            model._set_data_mapping(model.adata, args.get("organism"))
-        model.module.eval()
-        model.is_trained_ = True
-        model.metadata_ = dict(metadata or {})
-        model._model_summary_string = (
-            f"ScPrint model ({config.d_model}d, {config.nlayers} layers, {config.nhead} heads) over "
-            f"{len(model.vocab)} genes, labels {list(hierarchies)}"
-        )
-        model.init_params_ = {"non_kwargs": {}, "kwargs": {}}
-        return model

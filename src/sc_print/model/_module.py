@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 
-from sc_print.data import downsample_profile, select_genes
+from sc_print.data import GeneMapper, downsample_profile, random_cell_seeds, tokenize
 from sc_print.nn import (
     ScPrintConfig,
     ScPrintNet,
@@ -94,17 +94,16 @@ class ScPrintModule(BaseModuleClass):
         label_lookup
             ``{label: [n_categories]}`` hierarchy code of each category of the label column (``-1`` unknown).
         """
-        col_vocab = np.asarray(col_vocab, dtype=np.int64)
-        mapped = np.flatnonzero(col_vocab >= 0)
-        u_vocab, inverse = np.unique(col_vocab[mapped], return_inverse=True)
+        mapper = GeneMapper(col_vocab)
         device = self._mapped_cols.device
-        self._mapped_cols = torch.as_tensor(mapped, device=device)
-        self._col_to_u = torch.as_tensor(inverse, device=device)
-        self._u_vocab = torch.as_tensor(u_vocab, device=device)
+        # the same GeneMapper the inference path uses; its index arrays as buffers so they follow the device
+        self._mapped_cols = torch.as_tensor(mapper.mapped_cols, device=device)
+        self._col_to_u = torch.as_tensor(mapper.col_to_u, device=device)
+        self._u_vocab = torch.as_tensor(mapper.vocab_idx, device=device)
         self._label_lookup = {k: torch.as_tensor(np.asarray(v, dtype=np.int64)) for k, v in label_lookup.items()}
 
     def _collapse(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, n_vars]`` dense counts → ``[B, U]`` over the mapped genes (duplicates summed)."""
+        """``[B, n_vars]`` dense counts → ``[B, U]`` over the mapped genes (duplicates summed, as ``GeneMapper``)."""
         out = x.new_zeros(x.shape[0], self._u_vocab.numel())
         return out.index_add_(1, self._col_to_u, x[:, self._mapped_cols])
 
@@ -123,10 +122,11 @@ class ScPrintModule(BaseModuleClass):
         if x.is_sparse or x.layout == torch.sparse_csr:
             x = x.to_dense()
         xu = self._collapse(x.float())
-        depth = xu.sum(1)
-        cols = select_genes(xu, mode="random_expr", max_len=self.max_len)
-        expr = torch.gather(xu, 1, cols)
-        gene_idx = self._u_vocab[cols]
+        # the one tokenisation path (sc_print.data.tokenize); fresh per-cell draws from torch's generator
+        tokens = tokenize(
+            xu, self._u_vocab, mode="random_expr", max_len=self.max_len, seeds=random_cell_seeds(xu.shape[0])
+        )
+        expr, gene_idx, depth = tokens.expr, tokens.gene_idx, tokens.depth
         noisy = downsample_profile(expr, self.noise) if self.training or self.noise > 0 else expr
         context_total = expr.sum(1)
         out = self.net(gene_idx, noisy, depth, depth_mult=context_total, req_depth=depth)

@@ -84,11 +84,33 @@ class ScPrintConfig:
 
     @classmethod
     def preset(cls, name: str, *, n_genes: int, **overrides: Any) -> ScPrintConfig:
-        """Config of a named size (``tiny``, ``small``, ``medium``, ``large``) with ``overrides``."""
-        if name not in PRESETS:
+        """Config of a named size (``tiny``, ``small``, ``medium``, ``large``) with ``overrides``.
+
+        The one place where the size presets (``sc_print.nn.PRESETS``) are applied; ``ScPrint(size=...)`` uses it.
+
+        Parameters
+        ----------
+        name
+            Preset name.
+        n_genes
+            Size of the gene vocabulary.
+        **overrides
+            Any other field. ``None`` for a preset field (``d_model``, ``nlayers``, ``nhead``,
+            ``layers_cls``) keeps the preset's value; a ``d_model`` given without ``layers_cls`` also sets
+            the classifier width to ``[d_model]``.
+
+        Returns
+        -------
+        The config.
+        """
+        if not isinstance(name, str) or name not in PRESETS:
             msg = f"Unknown size preset {name!r}; choose one of {sorted(PRESETS)} or pass sizes explicitly."
             raise ValueError(msg)
-        return cls(n_genes=n_genes, **{**PRESETS[name], **overrides})
+        sizes = dict(PRESETS[name])
+        overrides = {k: v for k, v in overrides.items() if not (k in sizes and v is None)}
+        if "d_model" in overrides and "layers_cls" not in overrides:
+            sizes["layers_cls"] = [overrides["d_model"]]
+        return cls(n_genes=n_genes, **{**sizes, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict."""

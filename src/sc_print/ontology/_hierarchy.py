@@ -100,6 +100,7 @@ class LabelHierarchy:
         self.label: str = str(label)
         self.leaves: list[str] = leaves
         self.parents: list[str] = parents
+        #: ``bool`` array ``[n_parents, n_leaves]``: row ``p`` marks the leaf descendants of ``parents[p]``
         self.parent_matrix: np.ndarray = parent_matrix.astype(bool, copy=True)
         self._codes: dict[str, int] = {c: i for i, c in enumerate(classes)}
         self._names: list[str] | None = None
@@ -295,7 +296,7 @@ class LabelHierarchy:
 
     @property
     def classes(self) -> list[str]:
-        """Leaves then parents: the id of every code ``0..n_leaves+n_parents-1``."""
+        """The id of every code ``0..n_leaves+n_parents-1`` (leaves, then parents)."""
         return self.leaves + self.parents
 
     @property

@@ -6,11 +6,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sc_print._keys import Key
+from sc_print._keys import Key, diff_hubs_keys
+from sc_print._networks import (
+    check_current,
+    network_refs,
+    select_one,
+    select_refs,
+    stored_params,
+    stored_score,
+    stored_table,
+)
 from sc_print._utils import doc_params
 from sc_print._validation import check_positive_int, resolve_adata
-from sc_print.get._network import _network_refs, _select_one, _select_refs, _stored_score, _stored_table
-from sc_print.tl._hubs import _diff_hubs_key
 
 from ._utils import DOC_SHOW_SAVE_MOD, GENE_COLOR, TF_COLOR, _axes_grid, _display_names, _finish, _tf_legend, _tf_of
 
@@ -39,6 +46,7 @@ def hubs(
     ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
+    overwrite: bool = False,
     mod: str = "rna",
 ) -> Axes | list[Axes]:
     """Horizontal bars of the top hub genes, one panel per network, side by side.
@@ -74,8 +82,8 @@ def hubs(
     """
     check_positive_int(n_top, "n_top")
     adata = resolve_adata(adata, mod)
-    refs = _select_refs(_network_refs(adata, key), groups, key)
-    series = [_stored_score(adata, ref, score).dropna().sort_values(ascending=False).head(n_top) for ref in refs]
+    refs = select_refs(network_refs(adata, key), groups, key)
+    series = [stored_score(adata, ref, score).dropna().sort_values(ascending=False).head(n_top) for ref in refs]
     if figsize is None:
         figsize = (3.6 * len(refs), 0.8 + 0.28 * n_top)
     axes, fig, created = _axes_grid(len(refs), ax, figsize)
@@ -91,7 +99,7 @@ def hubs(
         panel.spines[["top", "right"]].set_visible(False)
         if is_tf.any():
             _tf_legend(panel, tf_color=tf_color, gene_color=color)
-    _finish(fig, created=created, show=show, save=save)
+    _finish(fig, created=created, show=show, save=save, overwrite=overwrite)
     return axes if len(axes) > 1 else axes[0]
 
 
@@ -111,6 +119,7 @@ def diff_hubs(
     ax: Axes | None = None,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
+    overwrite: bool = False,
     mod: str = "rna",
 ) -> Axes:
     """Scatter of the hub score of each gene in network A against network B.
@@ -144,23 +153,23 @@ def diff_hubs(
     """
     check_positive_int(n_top, "n_top")
     adata = resolve_adata(adata, mod)
-    ref_a = _select_one(adata, key_a, None)
-    ref_b = _select_one(adata, key_b, None)
-    uns_key = _diff_hubs_key(ref_a.varp_key, ref_b.varp_key)
-    table = _stored_table(
-        adata,
-        uns_key,
-        what=f"hub comparison of {ref_a.varp_key!r} and {ref_b.varp_key!r}",
-        run=f"sp.tl.diff_hubs(adata, key_a={key_a!r}, key_b={key_b!r})",
-    )
-    stored_score = adata.uns.get(f"{uns_key}_params", {}).get("score")
-    if score is not None and stored_score is not None and score != stored_score:
+    ref_a = select_one(adata, key_a, None)
+    ref_b = select_one(adata, key_b, None)
+    uns_key = diff_hubs_keys(ref_a.varp_key, ref_b.varp_key)
+    what = f"hub comparison of {ref_a.varp_key!r} and {ref_b.varp_key!r}"
+    run = f"sp.tl.diff_hubs(adata, key_a={key_a!r}, key_b={key_b!r})"
+    table = stored_table(adata, uns_key, "table", what=what, run=run)
+    params = stored_params(adata, uns_key)
+    check_current(adata, ref_a, params, what=what, run=run, field="network_digest_a")
+    check_current(adata, ref_b, params, what=what, run=run, field="network_digest_b")
+    recorded_score = params.get("score")
+    if score is not None and recorded_score is not None and score != recorded_score:
         msg = (
-            f"The stored comparison uses score {stored_score!r}, not {score!r}. Run "
+            f"The stored comparison uses score {recorded_score!r}, not {score!r}. Run "
             f"`sp.tl.diff_hubs(adata, key_a={key_a!r}, key_b={key_b!r}, score={score!r})` first."
         )
         raise KeyError(msg)
-    score_name = score or stored_score or "score"
+    score_name = score or recorded_score or "score"
     axes, fig, created = _axes_grid(1, ax, figsize)
     panel = axes[0]
 
@@ -181,5 +190,5 @@ def diff_hubs(
     panel.spines[["top", "right"]].set_visible(False)
     if is_tf.any():
         _tf_legend(panel, tf_color=tf_color, gene_color=color, marker="o")
-    _finish(fig, created=created, show=show, save=save)
+    _finish(fig, created=created, show=show, save=save, overwrite=overwrite)
     return panel

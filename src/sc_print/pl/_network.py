@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from sc_print._keys import Key
+from sc_print._networks import edge_table, gene_names, select_one, tf_by_name
 from sc_print._utils import doc_params
 from sc_print._validation import check_positive_int, resolve_adata
-from sc_print.get._network import _edge_table, _gene_names, _select_one, _tf_by_name
 
 from ._utils import DOC_SHOW_SAVE_MOD, GENE_COLOR, TF_COLOR, _axes_grid, _finish, _tf_legend
 
@@ -56,6 +56,7 @@ def network(
     ax: Axes | None = None,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
+    overwrite: bool = False,
     mod: str = "rna",
 ) -> Axes:
     """Sub-network around one gene.
@@ -102,12 +103,12 @@ def network(
 
     check_positive_int(n_neighbors, "n_neighbors")
     adata = resolve_adata(adata, mod)
-    ref = _select_one(adata, key, group)
-    if gene not in set(_gene_names(adata, gene_symbols)):
+    ref = select_one(adata, key, group)
+    if gene not in set(gene_names(adata, gene_symbols)):
         where = "`adata.var_names`" if gene_symbols is None else f"`adata.var[{gene_symbols!r}]`"
         msg = f"Gene {gene!r} is not in {where}; pass a gene of the network (see `sp.get.network`)."
         raise KeyError(msg)
-    edges = _edge_table(adata, ref, gene_symbols=gene_symbols)
+    edges = edge_table(adata, ref, gene_symbols=gene_symbols)
     sub = _neighbourhood(edges, gene, n_neighbors)
     if sub.empty:
         msg = (
@@ -122,9 +123,9 @@ def network(
     layout_graph.add_weighted_edges_from((u, v, abs(w)) for u, v, w in sub.itertuples(index=False, name=None))
     pos = nx.spring_layout(layout_graph, weight="weight", seed=rng)
 
-    tf_by_name = _tf_by_name(adata, gene_symbols)
-    tfs = [n for n in graph.nodes if tf_by_name.get(n, False)]
-    others = [n for n in graph.nodes if not tf_by_name.get(n, False)]
+    is_tf_name = tf_by_name(adata, gene_symbols)
+    tfs = [n for n in graph.nodes if is_tf_name.get(n, False)]
+    others = [n for n in graph.nodes if not is_tf_name.get(n, False)]
 
     axes, fig, created = _axes_grid(1, ax, figsize)
     panel = axes[0]
@@ -167,5 +168,5 @@ def network(
     panel.set_title(f"{gene} in {ref.label}")
     panel.set_axis_off()
     _tf_legend(panel, tf_color=tf_color, gene_color=color, marker="s")
-    _finish(fig, created=created, show=show, save=save)
+    _finish(fig, created=created, show=show, save=save, overwrite=overwrite)
     return panel

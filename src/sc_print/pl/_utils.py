@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from sc_print.get._network import _gene_names, _tf_mask
+from sc_print._io import atomic_target, check_free
+from sc_print._networks import gene_names, tf_mask
 
 if TYPE_CHECKING:
     import os
@@ -30,6 +31,8 @@ show
     Show the figure; None shows a new figure unless ``save`` is given (and scanpy's ``autoshow`` is on).
 save
     Path to save the figure to (format from the extension).
+overwrite
+    Replace an existing file at ``save``; otherwise an existing file is an error and nothing is written.
 mod
     Modality used when ``adata`` is a MuData."""
 
@@ -51,16 +54,28 @@ def _axes_grid(
     return given, given[0].figure, False
 
 
-def _finish(fig: Figure, *, created: bool, show: bool | None, save: str | os.PathLike | None) -> None:
+def _finish(
+    fig: Figure, *, created: bool, show: bool | None, save: str | os.PathLike | None, overwrite: bool = False
+) -> None:
     """Lay out a figure created here, save it to ``save``, then show it.
 
     ``show=None`` shows only a figure created here, when not saving and when ``scanpy.settings.autoshow`` is on.
+    An existing file at ``save`` is replaced only with ``overwrite=True``; the figure is written to a temporary
+    file next to it and renamed, so a failed save leaves no partial file.
     """
     if created:
         fig.tight_layout()
     if save is not None:
-        fig.savefig(Path(save), bbox_inches="tight")
-        logger.info("saved figure to %s", save)
+        import matplotlib as mpl
+
+        target = Path(save).expanduser()
+        fmt = target.suffix[1:] or str(mpl.rcParams["savefig.format"])
+        if not target.suffix:  # matplotlib's rule: no extension = the default format, appended
+            target = target.with_name(f"{target.name}.{fmt}")
+        check_free([target], overwrite=overwrite)
+        with atomic_target(target) as tmp:
+            fig.savefig(tmp, bbox_inches="tight", format=fmt)
+        logger.info("saved figure to %s", target)
     if show is None:
         import scanpy as sc
 
@@ -75,14 +90,14 @@ def _display_names(adata: AnnData, genes: pd.Index, gene_symbols: str | None) ->
     """Labels of ``genes`` (var names): the ``.var[gene_symbols]`` value when requested."""
     if gene_symbols is None:
         return [str(g) for g in genes]
-    mapping = pd.Series(_gene_names(adata, gene_symbols), index=adata.var_names)
+    mapping = pd.Series(gene_names(adata, gene_symbols), index=adata.var_names)
     mapping = mapping[~mapping.index.duplicated()]
     return [str(mapping.get(g, g)) for g in genes]
 
 
 def _tf_of(adata: AnnData, genes: pd.Index, gene_symbols: str | None) -> np.ndarray:
     """TF flag of ``genes`` (var names)."""
-    flags = pd.Series(_tf_mask(adata, gene_symbols), index=adata.var_names)
+    flags = pd.Series(tf_mask(adata, gene_symbols), index=adata.var_names)
     flags = flags[~flags.index.duplicated()]
     return np.array([bool(flags.get(g, False)) for g in genes], dtype=bool)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from sc_print._keys import Key
 from sc_print._validation import check_counts, get_counts, resolve_adata
-from sc_print.data._vocab import GeneVocab, map_gene_names
+from sc_print.data import ORGANISMS, GeneVocab, map_gene_names
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -27,7 +27,7 @@ def _model_genes(model: Any) -> tuple[Any, str]:
     """Vocabulary of ``model`` and a description of where it comes from.
 
     ``model.genes`` for an object that has it; for ``None`` the genes of the default model
-    (``sc_print.model.resolve_model(None).genes``). Returns ``(None, "gene table")`` when no default model is
+    (``sc_print._resolve.resolve_model(None).genes``). Returns ``(None, "gene table")`` when no default model is
     available, so that the caller falls back to the shipped gene table.
     """
     if model is not None and not isinstance(model, str):
@@ -36,7 +36,7 @@ def _model_genes(model: Any) -> tuple[Any, str]:
             raise TypeError(msg)
         return model.genes, str(getattr(model, "name", None) or type(model).__name__)
     try:
-        from sc_print.model import resolve_model
+        from sc_print._resolve import resolve_model
 
         resolved = resolve_model(model)
         genes = resolved.genes
@@ -70,9 +70,11 @@ def prepare(
     before anything is written, so a failing call leaves ``adata`` unchanged.
 
     Steps: find the raw counts (``layer``, else ``.X``, else ``.raw.X``); map the gene names (``var_names`` or
-    ``.var[gene_id_key]``, Ensembl ids with or without version, or symbols) onto Ensembl ids of the shipped gene
-    table; mark the genes in the model vocabulary; check that the counts are finite non-negative integers,
-    that enough genes map and that no cell is empty over the mapped genes; compute the depth of each cell.
+    ``.var[gene_id_key]``, Ensembl ids with or without version, or symbols) onto Ensembl ids of one organism
+    with :func:`~sc_print.data.map_gene_names` (the organism is detected from the names; a mix of organisms
+    is refused, genes are never mapped across organisms); mark the genes in the model vocabulary; check that
+    the counts are finite non-negative integers, that enough genes map and that no cell is empty over the
+    mapped genes; compute the depth of each cell.
 
     Several columns that map to the same Ensembl id (e.g. a symbol and its alias) are all kept and marked;
     the ``tl`` functions sum their counts. Their number is recorded in ``.uns``.
@@ -109,18 +111,23 @@ def prepare(
     ``.var['scprint_in_vocab']``
         Whether the gene is in the model vocabulary.
     ``.obs['scprint_depth']``
-        Total raw counts of each cell over the genes that map to the gene table (the reference's depth).
+        Total raw counts of each cell over the genes in the model vocabulary: the depth the ``sp.tl`` functions
+        and training use (they compute it from the counts in the same way, so their results are the same with
+        and without ``prepare``; this column is for the user).
     ``.uns['scprint_prepare']``
         ``{"params", "organism", "id_kind", "counts_source", "n_genes", "n_in_gene_table", "n_mapped",
-        "fraction_mapped", "n_duplicates", "vocabulary", "vocabulary_size"}``: ``n_mapped`` counts the genes in
-        the vocabulary, ``n_duplicates`` the mapped columns that repeat an id of an earlier column.
+        "fraction_mapped", "n_duplicates", "n_other_organism", "vocabulary", "vocabulary_size"}``: ``n_mapped``
+        counts the genes in the vocabulary, ``n_duplicates`` the mapped columns that repeat an id of an earlier
+        column, ``n_other_organism`` the genes of another organism (left unmapped).
 
     Raises
     ------
     KeyError
         Missing ``layer``, ``gene_id_key`` or MuData modality.
     ValueError
-        Values that are not raw counts (NaN, infinite, negative, non-integer), unknown organism, too few genes
+        Values that are not raw counts (NaN, infinite, negative, non-integer), unknown organism, genes of several
+        organisms (with ``organism=None``; with ``organism`` given, the other organism's genes stay unmapped and
+        a warning names both organisms and counts), genes of an organism the model does not cover, too few genes
         mapping, cells with no counts over the mapped genes.
 
     Examples
@@ -154,6 +161,15 @@ def prepare(
 
     genes, vocabulary = _model_genes(model)
     vocab = GeneVocab.from_gene_table(organisms=(info["organism"],)) if genes is None else _as_vocab(genes)
+    if vocab.organisms and info["organism"] not in vocab.organisms:
+        org = ORGANISMS[info["organism"]]
+        covered = ", ".join(ORGANISMS.get(o, o) for o in vocab.organisms)
+        msg = (
+            f"The genes are {org} ({int(in_table.sum())} of {len(names)} names map to {org} genes), but the "
+            f"{vocabulary} vocabulary covers {covered} only; genes of another organism are never mapped onto it. "
+            f"Pass a model trained on {org} genes as `model=`, or `organism=` if the detected organism is wrong."
+        )
+        raise ValueError(msg)
     in_vocab = in_table & (vocab.index(gene_ids) >= 0)
     n_vocab_genes = len(np.unique(gene_ids[in_vocab]))
     n_mapped = int(in_vocab.sum())
@@ -173,7 +189,8 @@ def prepare(
         )
         raise ValueError(msg)
 
-    depth = check_counts(counts, where=counts_source, columns=in_table, adata=data)
+    # the one definition of depth (sc_print.data.DEPTH_DEFINITION): total counts over the vocabulary genes
+    depth = check_counts(counts, where=counts_source, columns=in_vocab, adata=data)
 
     result = {
         "params": {
@@ -193,6 +210,7 @@ def prepare(
         "n_mapped": n_mapped,
         "fraction_mapped": float(fraction),
         "n_duplicates": int(info["n_duplicates"]),
+        "n_other_organism": int(sum(info["other_organisms"].values())),
         "vocabulary": vocabulary,
         "vocabulary_size": len(vocab),
     }

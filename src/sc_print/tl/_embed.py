@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from sc_print._keys import PREFIX, Key
-from sc_print._utils import doc_params, log_written, make_rng, model_record, seed_record, torch_generator
+from sc_print._keys import PREFIX, check_key, embed_keys
+from sc_print._resolve import resolve_run
+from sc_print._runtime import dtype_name, resolve_dtype, resolve_seed
+from sc_print._utils import doc_params, log_written, model_record
 from sc_print._validation import check_positive_int, resolve_adata
-from sc_print.data import CONTEXT_MODES, GeneMapper
+from sc_print.data import CONTEXT_MODES
 from sc_print.ontology import LabelHierarchy, is_unknown, label_ontology, to_ontology, unknown_mask
 
-from ._common import (
-    DOC_COUNTS_INPUT,
-    DOC_MOD_COPY,
-    DOC_RUN_OPTIONS,
-    check_key,
-    dtype_name,
-    genes_from_names,
-    hvg_positions,
-    inference_mode,
-    load_counts,
-    output_target,
-    params_record,
-    resolve_dtype,
-    resolve_run,
-    token_batches,
-    uns_key,
-)
+from ._common import output_target, params_record
+from ._docs import DOC_COUNTS_INPUT, DOC_DETERMINISM, DOC_MOD_COPY, DOC_RUN_OPTIONS
 
 if TYPE_CHECKING:
     import torch
@@ -42,110 +27,8 @@ if TYPE_CHECKING:
 
     from sc_print._utils import RngLike
     from sc_print.model import ScPrint
-    from sc_print.nn import ScPrintNet
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _EmbedResult:
-    """Per-cell outputs of the forward passes (numpy, float32)."""
-
-    embedding: np.ndarray
-    tokens: dict[str, np.ndarray] = field(default_factory=dict)
-    proba: dict[str, np.ndarray] = field(default_factory=dict)
-    gene_sum: np.ndarray | None = None  # [U, d] sum of last-layer gene outputs over the cells holding the gene
-    gene_count: np.ndarray | None = None  # [U] number of cells whose context held the gene
-
-
-def _embed_matrix(
-    X: Any,
-    mapper: GeneMapper,
-    depth: np.ndarray,
-    net: ScPrintNet,
-    *,
-    mode: str,
-    max_len: int,
-    positions: np.ndarray | None,
-    embedding_tokens: Sequence[str],
-    token_labels: Sequence[str],
-    pred_labels: Sequence[str],
-    batch_size: int,
-    device: torch.device,
-    dtype: torch.dtype,
-    generator: torch.Generator | None,
-    gene_embeddings: bool = False,
-) -> _EmbedResult:
-    """Run the network over the rows of ``X``, ``batch_size`` rows at a time (the memory-flat loop of ``embed``).
-
-    ``X`` only needs ``.shape`` and row slicing. Rows are collapsed onto the mapped genes, tokenised
-    (:func:`~sc_print.tl._common.token_batches`), and passed through the network without the expression decoder.
-    """
-    n_obs, d_model = int(X.shape[0]), int(net.config.d_model)
-    result = _EmbedResult(embedding=np.empty((n_obs, d_model), dtype=np.float32))
-    token_index = {label: net.token_names.index(label) for label in token_labels}
-    for label in token_labels:
-        result.tokens[label] = np.empty((n_obs, d_model), dtype=np.float32)
-    for label in pred_labels:
-        result.proba[label] = np.empty((n_obs, int(net.config.labels[label])), dtype=np.float32)
-    if gene_embeddings:
-        import torch
-
-        vocab_sorted = torch.as_tensor(mapper.vocab_idx, device=device)
-        gene_sum = torch.zeros(mapper.n_genes, d_model, device=device)
-        gene_count = torch.zeros(mapper.n_genes, device=device)
-    batches = token_batches(
-        X,
-        mapper,
-        depth,
-        mode=mode,
-        max_len=max_len,
-        genes=positions,
-        generator=generator,
-        batch_size=batch_size,
-        device=device,
-        description="sc_print embed",
-    )
-    with inference_mode(net, device, dtype):
-        for start, stop, tokens in batches:
-            out = net(
-                tokens.gene_idx,
-                tokens.expr,
-                tokens.depth,
-                decode=False,
-                classify=bool(pred_labels),
-                cell_tokens_only=not gene_embeddings,
-            )
-            cell = out.cell_tokens.float()
-            result.embedding[start:stop] = net.embed(cell, list(embedding_tokens)).cpu().numpy()
-            for label, idx in token_index.items():
-                result.tokens[label][start:stop] = cell[:, idx].cpu().numpy()
-            for label in pred_labels:
-                result.proba[label][start:stop] = out.cls_logits[label].float().softmax(-1).cpu().numpy()
-            if gene_embeddings:
-                cols = torch.searchsorted(vocab_sorted, tokens.gene_idx).reshape(-1)
-                gene_sum.index_add_(0, cols, out.gene_out.float().reshape(-1, d_model))
-                gene_count.index_add_(0, cols, torch.ones_like(cols, dtype=torch.float32))
-    if gene_embeddings:
-        result.gene_sum, result.gene_count = gene_sum.cpu().numpy(), gene_count.cpu().numpy()
-    return result
-
-
-def _hierarchy(model: ScPrint, label: str) -> LabelHierarchy:
-    """The label hierarchy of ``label``; a flat one named by class index when the model has none."""
-    found = getattr(model, "hierarchies", {}).get(label)
-    if found is not None:
-        return found
-    return LabelHierarchy(label, [str(i) for i in range(int(model.net.config.labels[label]))])
-
-
-def _unique_names(hierarchy: LabelHierarchy) -> list[str]:
-    """Readable leaf names, made unique by appending the id to names shared by several leaves."""
-    names = hierarchy.names
-    counts = Counter(names)
-    return [
-        name if counts[name] == 1 else f"{name} ({leaf})" for name, leaf in zip(names, hierarchy.leaves, strict=True)
-    ]
 
 
 def _truth_ids(hierarchy: LabelHierarchy, values: pd.Series, column: str) -> np.ndarray:
@@ -181,7 +64,9 @@ def _as_list(value: str | Sequence[str] | None, name: str) -> list[str] | None:
     return [str(v) for v in value]
 
 
-@doc_params(counts_input=DOC_COUNTS_INPUT, run_options=DOC_RUN_OPTIONS, mod_copy=DOC_MOD_COPY)
+@doc_params(
+    counts_input=DOC_COUNTS_INPUT, run_options=DOC_RUN_OPTIONS, mod_copy=DOC_MOD_COPY, determinism=DOC_DETERMINISM
+)
 def embed(
     adata: AnnData | MuData,
     *,
@@ -213,8 +98,11 @@ def embed(
     written: a failing call leaves ``adata`` unchanged.
 
     Gene ids come from ``.var['scprint_gene_id']`` when :func:`sc_print.pp.prepare` ran, else ``var_names``
-    (Ensembl ids or symbols) are mapped on the fly without writing anything. The depth of a cell is
-    ``.obs['scprint_depth']`` when present, else its total counts over the mapped genes.
+    (Ensembl ids or symbols) are mapped on the fly with the same function, without writing anything. The depth of
+    a cell is its total count over the genes that map onto the model vocabulary (the same with or without
+    ``prepare``). The computation is :meth:`sc_print.model.ScPrint.embed_cells`; this function writes its result.
+
+    {determinism}
 
     Parameters
     ----------
@@ -228,8 +116,9 @@ def embed(
     mode
         Genes in context: ``"random_expr"`` (up to ``max_len`` expressed genes drawn at random with ``rng``,
         completed with random unexpressed genes when a cell has fewer; scPRINT's default), ``"fixed"`` (the same
-        genes for every cell: ``genes``, or the ``max_len`` most variable genes by scanpy's ``seurat_v3`` when
-        ``genes=None``) or ``"all"`` (every mapped gene).
+        genes for every cell: ``genes``, or the ``max_len`` most variable genes of this object by scanpy's
+        ``seurat_v3`` when ``genes=None`` — *data-set dependent*, the genes are recorded in
+        ``.uns['scprint_embed']['context']['genes']``) or ``"all"`` (every mapped gene).
     max_len
         Context length for ``"random_expr"`` and the number of variable genes for ``"fixed"`` without ``genes``.
     genes
@@ -242,8 +131,8 @@ def embed(
         Also average the last-layer output of every gene over the cells (``.varm['scprint_gene_emb']``).
     {run_options}
     rng
-        Seed or :class:`numpy.random.Generator` for the gene sampling of ``"random_expr"``: the same seed gives
-        the same embedding.
+        Integer seed of the per-cell gene sampling of ``"random_expr"`` (a :class:`numpy.random.Generator` or
+        ``None`` draws one); the seed used is recorded in ``params``.
     key_added
         Prefix of the keys written (see Returns).
     {mod_copy}
@@ -289,7 +178,7 @@ def embed(
     >>> sp.tl.embed(adata)  # doctest: +SKIP
     >>> adata.obs["scprint_pred_cell_type"].value_counts()  # doctest: +SKIP
     """
-    # ---- options (cheap checks first)
+    # ---- options (cheap checks first, before any model is loaded)
     if mode not in CONTEXT_MODES:
         msg = f"Unknown mode {mode!r}; choose one of {list(CONTEXT_MODES)}."
         raise ValueError(msg)
@@ -304,26 +193,15 @@ def embed(
         raise TypeError(msg)
     labels_list = _as_list(labels, "labels")
     embedding_list = _as_list(embedding_labels, "embedding_labels")
+    seed = resolve_seed(rng)
     data = resolve_adata(adata, mod)
 
     # ---- model and labels
     model_name = model if isinstance(model, str) else None
     model, torch_device = resolve_run(model, accelerator, device)
     compute_dtype = resolve_dtype(dtype, torch_device)
-    net = model.net
-    token_names = list(net.token_names)
-    classifiers = list(net.config.labels)
-    token_labels = classifiers if labels_list is None else labels_list
-    unknown = [name for name in token_labels if name not in token_names]
-    if unknown:
-        msg = f"Unknown labels {unknown}; this model has the tokens {token_names} (classifiers: {classifiers})."
-        raise KeyError(msg)
-    pred_labels = [name for name in token_labels if name in classifiers]
-    embedding_tokens = embedding_list or list(net.config.pred_embedding or classifiers or ["cell"])
-    unknown = [name for name in embedding_tokens if name not in token_names]
-    if unknown:
-        msg = f"Unknown embedding_labels {unknown}; this model has the tokens {token_names}."
-        raise KeyError(msg)
+    classifiers = list(model.net.config.labels)
+    pred_labels = [name for name in (classifiers if labels_list is None else labels_list) if name in classifiers]
     truth = dict(truth or {})
     for label, column in truth.items():
         if label not in pred_labels:
@@ -332,37 +210,28 @@ def embed(
         if column not in data.obs.columns:
             msg = f"Truth column {column!r} not found in `.obs`; available columns: {list(data.obs.columns)}."
             raise KeyError(msg)
-    hierarchies = {label: _hierarchy(model, label) for label in pred_labels}
+    hierarchies = {label: model.label_hierarchy(label) for label in pred_labels}
     truth_ids = {label: _truth_ids(hierarchies[label], data.obs[column], column) for label, column in truth.items()}
 
-    # ---- counts, genes, depth (validated; nothing written)
-    inputs = load_counts(data, model, layer=layer, chunk_size=batch_size)
-    mapping = inputs.mapping
-    positions = None
-    if mode == "fixed":
-        if genes is not None:
-            positions = genes_from_names(data, genes, mapping)
-        else:
-            positions = hvg_positions(inputs.X, mapping, max_len, chunk_size=batch_size)
-    generator = torch_generator(make_rng(rng)) if mode == "random_expr" else None
-
-    result = _embed_matrix(
-        inputs.X,
-        mapping.mapper,
-        inputs.depth,
-        net,
+    # ---- one pass of the model over the cells (validates counts and genes; nothing written)
+    result = model.embed_cells(
+        data,
+        layer=layer,
+        labels=labels_list,
+        embedding_labels=embedding_list,
         mode=mode,
         max_len=max_len,
-        positions=positions,
-        embedding_tokens=embedding_tokens,
-        token_labels=token_labels,
-        pred_labels=pred_labels,
-        batch_size=batch_size,
-        device=torch_device,
-        dtype=compute_dtype,
-        generator=generator,
+        genes=genes,
         gene_embeddings=gene_embeddings,
+        batch_size=batch_size,
+        accelerator=accelerator,
+        device=device,
+        dtype=compute_dtype,
+        seed=seed,
     )
+    token_labels = list(result.tokens)
+    mapping = result.inputs.mapping
+    positions = result.context["positions"]
 
     # ---- summaries computed before writing
     predictions = {label: result.proba[label].argmax(1) for label in pred_labels}
@@ -370,20 +239,13 @@ def embed(
         label: _accuracy(hierarchies[label], predictions[label], truth_ids[label], column)
         for label, column in truth.items()
     }
-    if mode == "all":
-        context_genes = data.var_names[mapping.first_col]
-    elif mode == "fixed":
-        context_genes = data.var_names[mapping.first_col[positions]]
-    else:
-        context_genes = None
-    context = {
-        "mode": mode,
-        "n_genes": int(len(context_genes) if context_genes is not None else min(max_len, mapping.n_genes)),
-    }
+    context: dict[str, Any] = {"mode": mode, "n_genes": result.context["n_genes"]}
     if mode == "fixed":
-        context["genes"] = context_genes.astype(str).tolist()
+        # data-set dependent without `genes`: record them so that a re-run on a subset can pass them back
+        context["genes"] = data.var_names[mapping.first_col[positions]].astype(str).tolist()
 
     # ---- write
+    keys = embed_keys(key_added, token_labels, pred_labels)
     target, out = output_target(adata, mod, copy=copy)
     if gene_embeddings:
         gene_emb = np.full((out.n_vars, result.gene_sum.shape[1]), np.nan, dtype=np.float32)
@@ -391,34 +253,27 @@ def embed(
         pos = mapping.mapper.positions(mapping.col_vocab[cols])
         seen = result.gene_count[pos] > 0
         gene_emb[cols[seen]] = result.gene_sum[pos[seen]] / result.gene_count[pos[seen], None]
-        out.varm[Key.varm.gene_emb] = gene_emb
-        log_written("varm", Key.varm.gene_emb)
-    obsm_keys = {"embedding": Key.obsm.emb(key_added)}
-    out.obsm[Key.obsm.emb(key_added)] = result.embedding
-    log_written("obsm", Key.obsm.emb(key_added))
+        out.varm[keys.gene_emb] = gene_emb
+        log_written("varm", keys.gene_emb)
+    out.obsm[keys.embedding] = result.embedding
+    log_written("obsm", keys.embedding)
     for label in token_labels:
-        key = Key.obsm.emb(key_added, label)
-        out.obsm[key] = result.tokens[label]
-        obsm_keys[label] = key
-        log_written("obsm", key)
+        out.obsm[keys.tokens[label]] = result.tokens[label]
+        log_written("obsm", keys.tokens[label])
     for label in pred_labels:
         hierarchy, proba, pred = hierarchies[label], result.proba[label], predictions[label]
-        names = _unique_names(hierarchy)
+        names = model.label_names(label)
         name_values = np.asarray(names, dtype=object)[pred]
         id_values = np.asarray(hierarchy.leaves, dtype=object)[pred]
-        out.obs[Key.obs.pred(label, key_added)] = pd.Categorical(
-            name_values, categories=names
-        ).remove_unused_categories()
-        out.obs[Key.obs.pred_id(label, key_added)] = pd.Categorical(
-            id_values, categories=hierarchy.leaves
-        ).remove_unused_categories()
-        out.obs[Key.obs.conf(label, key_added)] = proba[np.arange(len(pred)), pred]
-        out.obsm[Key.obsm.proba(label, key_added)] = pd.DataFrame(proba, index=out.obs_names.copy(), columns=names)
+        out.obs[keys.pred[label]] = pd.Categorical(name_values, categories=names).remove_unused_categories()
+        out.obs[keys.pred_id[label]] = pd.Categorical(id_values, categories=hierarchy.leaves).remove_unused_categories()
+        out.obs[keys.conf[label]] = proba[np.arange(len(pred)), pred]
+        out.obsm[keys.proba[label]] = pd.DataFrame(proba, index=out.obs_names.copy(), columns=names)
         for kind, key in (
-            ("obs", Key.obs.pred(label, key_added)),
-            ("obs", Key.obs.pred_id(label, key_added)),
-            ("obs", Key.obs.conf(label, key_added)),
-            ("obsm", Key.obsm.proba(label, key_added)),
+            ("obs", keys.pred[label]),
+            ("obs", keys.pred_id[label]),
+            ("obs", keys.conf[label]),
+            ("obsm", keys.proba[label]),
         ):
             log_written(kind, key)
         if label in accuracy:
@@ -429,6 +284,7 @@ def embed(
                 accuracy[label]["accuracy"],
                 accuracy[label]["n_cells"],
             )
+    obsm_keys = {"embedding": keys.embedding, **keys.tokens}
 
     record: dict[str, Any] = {
         "params": params_record(
@@ -440,29 +296,28 @@ def embed(
             max_len=max_len,
             genes=None if genes is None else [str(g) for g in genes],
             truth=truth or None,
-            gene_embeddings=gene_embeddings or None,
+            gene_embeddings=gene_embeddings,
             batch_size=batch_size,
             accelerator=accelerator,
             device=device,
             dtype=dtype_name(compute_dtype),
-            rng=seed_record(rng),
+            rng=seed,
             key_added=key_added,
             mod=mod,
         ),
         "model": model_record(model),
-        "embedding_tokens": list(embedding_tokens),
+        "embedding_tokens": list(result.embedding_tokens),
         "obsm_keys": obsm_keys,
         "labels": list(pred_labels),
         "context": context,
-        **inputs.record(),
+        **result.inputs.record(),
         "device": str(torch_device),
     }
     if pred_labels:
         record["proba_columns"] = {label: list(hierarchies[label].leaves) for label in pred_labels}
-        record["proba_names"] = {label: _unique_names(hierarchies[label]) for label in pred_labels}
+        record["proba_names"] = {label: model.label_names(label) for label in pred_labels}
     if accuracy:
         record["accuracy"] = accuracy
-    key = uns_key(Key.uns.embed, key_added, suffix="embed")
-    out.uns[key] = record
-    log_written("uns", key)
+    out.uns[keys.uns] = record
+    log_written("uns", keys.uns)
     return target if copy else None

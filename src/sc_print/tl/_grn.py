@@ -1,55 +1,49 @@
-"""``sp.tl.grn`` and ``sp.tl.select_heads``: gene networks from scPRINT attention."""
+"""``sp.tl.grn``: gene networks from scPRINT attention, one per group of cells."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 
-from sc_print._keys import Key
-from sc_print._utils import RngLike, log_written, make_rng, model_record, seed_record, torch_generator, track
-from sc_print._validation import resolve_adata
-from sc_print.data import select_genes
-from sc_print.get._network import ORIENTATIONS, Orientation
-from sc_print.grn import QKAccumulator, attention_network, fit_head_classifier, truth_matrix
+from sc_print._keys import Key, check_key, grn_keys, group_name_map
+from sc_print._networks import ORIENTATIONS, Orientation
+from sc_print._resolve import resolve_run
+from sc_print._runtime import dtype_name, resolve_dtype, resolve_seed
+from sc_print._utils import log_written, model_record
+from sc_print._validation import check_positive_int, resolve_adata
+from sc_print.data import genes_from_names, hvg_positions, iter_row_chunks, load_counts
+from sc_print.grn import accumulate_qk, attention_network, select_cells
 
-from ._common import (
-    CountInputs,
-    genes_from_names,
-    hvg_positions,
-    inference_mode,
-    iter_row_chunks,
-    load_counts,
-    output_target,
-    params_record,
-    resolve_dtype,
-    resolve_run,
-)
+from ._common import output_target, params_record
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
+    import torch
     from anndata import AnnData
     from mudata import MuData
 
-    from sc_print.data import GeneMapper
+    from sc_print._utils import RngLike
+    from sc_print.data import CountInputs
     from sc_print.model import ScPrint
 
 logger = logging.getLogger(__name__)
 
 GeneSelection = Literal["hvg", "expressed", "genome_wide"]
+GENE_SELECTIONS: tuple[str, ...] = ("hvg", "expressed", "genome_wide")
+FILTRATIONS: tuple[str, ...] = ("threshold", "top_k", "none")
+CELL_SELECTIONS: tuple[str, ...] = ("deepest", "random")
 #: group name used when ``groupby=None``
 ALL = "all"
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
 @dataclass
-class _Run:
+class Run:
     """Everything resolved and validated before any computation (nothing written yet)."""
 
     adata: AnnData
@@ -57,87 +51,91 @@ class _Run:
     model: ScPrint
     device: torch.device
     dtype: torch.dtype
-
-    @property
-    def mapper(self) -> GeneMapper:
-        return self.counts.mapping.mapper
+    seed: int
 
 
-def _resolve_run(
-    adata: AnnData, *, model: Any, layer: str | None, accelerator: str, device: int | str, dtype: Any, batch_size: int
-) -> _Run:
+def resolve(
+    adata: AnnData, *, model: Any, layer: str | None, accelerator: str, device: int | str, dtype: Any, seed: int
+) -> Run:
+    """Resolve the model and device, and validate the counts (the second stage of every network call)."""
     model, dev = resolve_run(model, accelerator, device)
-    counts = load_counts(adata, model, layer=layer, chunk_size=max(batch_size, 1024))
-    return _Run(adata, counts, model, dev, resolve_dtype(dtype, dev))
+    counts = load_counts(adata, model.vocab, layer=layer, chunk_size=4096)
+    return Run(adata, counts, model, dev, resolve_dtype(dtype, dev), seed)
 
 
-def _groups(adata: AnnData, groupby: str | None, groups: Sequence[str] | None) -> dict[str, np.ndarray]:
+def check_gene_selection(genes: Any, *, allow_genome_wide: bool = True) -> str:
+    """``genes`` as ``"hvg"``/``"expressed"``/``"genome_wide"`` or ``"list"``; a clear error otherwise."""
+    if isinstance(genes, str):
+        if genes == "genome_wide" and not allow_genome_wide:
+            msg = "select_heads needs a fixed gene set: use genes='hvg', 'expressed' or a list of var names."
+            raise ValueError(msg)
+        allowed = GENE_SELECTIONS if allow_genome_wide else GENE_SELECTIONS[:2]
+        if genes not in allowed:
+            msg = f"Unknown gene selection {genes!r}; use one of {list(allowed)} or a list of var names."
+            raise ValueError(msg)
+        return genes
+    if not isinstance(genes, Sequence | np.ndarray | pd.Index) or len(genes) == 0:
+        msg = f"`genes` must be one of {list(GENE_SELECTIONS)} or a non-empty list of var names, got {genes!r}."
+        raise ValueError(msg)
+    return "list"
+
+
+def cell_groups(adata: AnnData, groupby: str | None, groups: Sequence[str] | None) -> dict[str, np.ndarray]:
+    """Row positions of each requested group, keyed by the group's label (as a string).
+
+    Cells whose label is missing (NaN) are excluded with a warning; the labels must be storable (see
+    :func:`~sc_print._keys.group_name_map`).
+    """
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        what = "no cells (0 rows)" if adata.n_obs == 0 else "no genes (0 columns)"
+        msg = f"The data has {what}; nothing to compute."
+        raise ValueError(msg)
     if groupby is None:
         if groups is not None:
             msg = "`groups` needs `groupby`."
             raise ValueError(msg)
         return {ALL: np.arange(adata.n_obs)}
-    if groupby not in adata.obs:
+    if not isinstance(groupby, str) or groupby not in adata.obs:
         msg = f"Column {groupby!r} not found in `adata.obs`; available columns: {list(adata.obs.columns)}."
         raise KeyError(msg)
-    values = adata.obs[groupby].astype(str).to_numpy()
-    present = list(pd.unique(values))
+    column = adata.obs[groupby]
+    missing = column.isna().to_numpy()
+    if missing.all():
+        msg = f"Every value of `adata.obs[{groupby!r}]` is missing (NaN); nothing to group by."
+        raise ValueError(msg)
+    if missing.any():
+        logger.warning(
+            "%d of %d cells have a missing `%s` label (NaN) and are left out of every network.",
+            int(missing.sum()),
+            len(missing),
+            groupby,
+        )
+    values = column.astype(object).where(~missing, None).to_numpy()
+    labels = np.array([str(v) for v in values[~missing]], dtype=object)
+    present = list(pd.unique(labels))
+    if groups is not None and (isinstance(groups, str) or not isinstance(groups, Sequence | np.ndarray | pd.Index)):
+        msg = f"`groups` must be a list of categories of `{groupby}`, got {groups!r}."
+        raise TypeError(msg)
     wanted = present if groups is None else [str(g) for g in groups]
     unknown = [g for g in wanted if g not in present]
     if unknown:
         msg = f"Groups {unknown} not found in `adata.obs[{groupby!r}]`; available: {sorted(present)}."
         raise KeyError(msg)
-    return {g: np.flatnonzero(values == g) for g in wanted}
+    rows = np.flatnonzero(~missing)
+    return {g: rows[labels == g] for g in wanted}
 
 
-def _select_cells(
-    idx: np.ndarray,
-    depth: np.ndarray,
-    *,
-    group: str,
-    n_cells: int | None,
-    min_cells: int,
-    cell_selection: str,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Cells of one group: all, the ``n_cells`` deepest (reference), or a seeded random draw."""
-    if cell_selection not in ("deepest", "random"):
-        msg = f"Unknown cell_selection {cell_selection!r}; use 'deepest' or 'random'."
-        raise ValueError(msg)
-    if len(idx) < min_cells:
-        msg = (
-            f"Group {group!r} has {len(idx)} cells, fewer than min_cells={min_cells}. "
-            "Exclude it with `groups=` or lower `min_cells`."
-        )
-        raise ValueError(msg)
-    if n_cells is None:
-        return idx
-    if n_cells > len(idx):
-        msg = f"Group {group!r} has {len(idx)} cells but n_cells={n_cells} were requested; lower `n_cells`."
-        raise ValueError(msg)
-    if cell_selection == "deepest":
-        return np.sort(idx[np.argsort(-depth[idx], kind="stable")[:n_cells]])
-    return np.sort(rng.choice(idx, size=n_cells, replace=False))
+def fixed_context(run: Run, cells: np.ndarray, genes: Any, *, n_genes: int) -> np.ndarray | None:
+    """Positions (in the mapped genes) of a fixed context, or ``None`` for genome-wide random contexts.
 
-
-def _rows(X: Any, idx: np.ndarray) -> Any:
-    """Rows ``idx`` (sorted) of an in-memory or backed matrix."""
-    return X[idx]
-
-
-def _fixed_genes(
-    run: _Run, cells: np.ndarray, genes: GeneSelection | Sequence[str], *, n_genes: int
-) -> np.ndarray | None:
-    """Positions (in the mapped genes) of a fixed context, or ``None`` for genome-wide random contexts."""
+    ``"hvg"`` and ``"expressed"`` are computed on the group's cells (a function of the group, not of its order).
+    """
     mapping = run.counts.mapping
     if not isinstance(genes, str):
         return genes_from_names(run.adata, genes, mapping)
     if genes == "genome_wide":
         return None
-    if genes not in ("hvg", "expressed"):
-        msg = f"Unknown gene selection {genes!r}; use 'hvg', 'expressed', 'genome_wide' or a list of var names."
-        raise ValueError(msg)
-    rows = _rows(run.counts.X, cells)
+    rows = run.counts.X[cells]
     if genes == "hvg":
         return hvg_positions(rows, mapping, n_genes, chunk_size=4096)
     detected = np.zeros(mapping.n_genes)
@@ -147,67 +145,21 @@ def _fixed_genes(
     return np.sort(np.argsort(-detected, kind="stable")[:n])
 
 
-def _attention(
-    run: _Run,
-    cells: np.ndarray,
-    genes: GeneSelection | Sequence[str],
-    *,
-    n_genes: int,
-    layers: list[int],
-    max_len: int,
-    n_repeats: int,
-    batch_size: int,
-    rng: np.random.Generator,
-    description: str,
-    **options: Any,
-) -> tuple[Any, np.ndarray]:
-    """Attention network of ``cells`` from their per-gene mean Q and K.
-
-    Chooses the gene context (:func:`_fixed_genes`), streams ``cells`` through the model accumulating the Q and K
-    of ``layers`` per gene, then builds :func:`~sc_print.grn.attention_network` (``options``: its options) from the
-    means. Returns the network and the positions (in the mapped genes) of the genes it covers, in its row order.
-    """
-    context = _fixed_genes(run, cells, genes, n_genes=n_genes)
-    net = run.model.net
-    cfg = net.config
-    acc = QKAccumulator(
-        n_tokens=net.n_cell_tokens,
-        n_genes=run.mapper.n_genes,
-        layers=layers,
-        nhead=cfg.nhead,
-        head_dim=cfg.d_model // cfg.nhead,
-        device=run.device,
-    )
-    gen = torch_generator(rng)
-    vocab_idx = torch.as_tensor(run.mapper.vocab_idx, device=run.device)
-    fixed = None if context is None else torch.as_tensor(context, device=run.device)
-    starts = range(0, len(cells), batch_size)
-    with inference_mode(net, run.device, run.dtype):
-        for start in track(starts, total=len(starts), description=description):
-            chunk = cells[start : start + batch_size]
-            x = torch.as_tensor(run.mapper.collapse(_rows(run.counts.X, chunk)), device=run.device)
-            depth = torch.as_tensor(run.counts.depth[chunk], dtype=torch.float32, device=run.device)
-            for _ in range(n_repeats if context is None else 1):
-                if fixed is None:
-                    cols = select_genes(x, mode="random_expr", max_len=max_len, generator=gen)
-                else:
-                    cols = fixed.expand(x.shape[0], -1)
-                acc.set_batch(cols)
-                net(
-                    vocab_idx[cols],
-                    torch.gather(x, 1, cols),
-                    depth,
-                    qk_hook=acc,
-                    qk_layers=layers,
-                    decode=False,
-                    classify=False,
-                )
-    q_mean, k_mean, seen = acc.means()
-    genes_seen = np.flatnonzero(seen[acc.n_tokens :].cpu().numpy())
-    return attention_network(q_mean, k_mean, n_tokens=acc.n_tokens, **options), genes_seen
+def layer_list(n_layers: int, layers: Sequence[int] | None) -> list[int]:
+    """Sorted layers (negative indices counted from the end), a clear error for layers that do not exist."""
+    if layers is None:
+        return list(range(n_layers))
+    if isinstance(layers, int | np.integer):
+        layers = [int(layers)]
+    bad = [layer for layer in layers if isinstance(layer, bool) or not isinstance(layer, int | np.integer)]
+    bad += [layer for layer in layers if layer not in bad and not -n_layers <= int(layer) < n_layers]
+    if bad or len(layers) == 0:
+        msg = f"Layers {list(layers)} are not valid; the model has {n_layers} layers (0..{n_layers - 1})."
+        raise ValueError(msg)
+    return sorted({int(layer) % n_layers for layer in layers})
 
 
-def _to_var_space(net_genes: sp.csr_matrix, genes_seen: np.ndarray, run: _Run, orientation: str) -> sp.csr_matrix:
+def to_var_space(net_genes: sp.csr_matrix, genes_seen: np.ndarray, run: Run, orientation: str) -> sp.csr_matrix:
     """Place a ``[G, G]`` network over seen genes into an ``n_vars × n_vars`` CSR (rows = source)."""
     coo = net_genes.tocoo()
     var_pos = run.counts.mapping.first_col[genes_seen]
@@ -218,24 +170,42 @@ def _to_var_space(net_genes: sp.csr_matrix, genes_seen: np.ndarray, run: _Run, o
     return sp.csr_matrix((coo.data.astype(np.float32), (rows, cols)), shape=(n, n))
 
 
-def _layer_list(n_layers: int, layers: Sequence[int] | None) -> list[int]:
-    if layers is None:
-        return list(range(n_layers))
-    out = sorted({int(layer) % n_layers for layer in layers})
-    bad = [layer for layer in layers if not -n_layers <= int(layer) < n_layers]
-    if bad:
-        msg = f"Layers {bad} do not exist; the model has {n_layers} layers."
-        raise ValueError(msg)
-    return out
+def attention_of(
+    run: Run,
+    cells: np.ndarray,
+    genes: Any,
+    *,
+    n_genes: int,
+    layers: list[int],
+    max_len: int,
+    n_repeats: int,
+    batch_size: int,
+    description: str,
+    **options: Any,
+) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    """Attention network of ``cells`` from their per-gene mean Q and K.
 
-
-def _stored_heads(adata: AnnData, key: str) -> tuple[list[tuple[int, int]], list[float]]:
-    if key not in adata.uns or "heads" not in adata.uns[key]:
-        msg = f"No head selection in `.uns[{key!r}]`; run `sp.tl.select_heads(adata, net=...)` first."
-        raise KeyError(msg)
-    record = adata.uns[key]
-    heads = [(int(layer), int(head)) for layer, head in np.asarray(record["heads"]).reshape(-1, 2)]
-    return heads, [float(w) for w in np.asarray(record["weights"]).ravel()]
+    Returns the network (:func:`~sc_print.grn.attention_network` with ``options``), the positions (in the mapped
+    genes) of the genes it covers, in its row order, and the fixed context (``None`` for genome-wide).
+    """
+    context = fixed_context(run, cells, genes, n_genes=n_genes)
+    acc = accumulate_qk(
+        run.model.net,
+        run.counts,
+        cells,
+        positions=context,
+        layers=layers,
+        max_len=max_len,
+        n_repeats=n_repeats,
+        seed=run.seed,
+        batch_size=batch_size,
+        device=run.device,
+        dtype=run.dtype,
+        description=description,
+    )
+    q_mean, k_mean, seen = acc.means()
+    genes_seen = np.flatnonzero(seen[acc.n_tokens :].cpu().numpy())
+    return attention_network(q_mean, k_mean, n_tokens=acc.n_tokens, **options), genes_seen, context
 
 
 # ---------------------------------------------------------------------------------------------------- grn
@@ -262,7 +232,7 @@ def grn(
     batch_size: int = 16,
     accelerator: str = "auto",
     device: int | str = "auto",
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     rng: RngLike = 0,
     key_added: str = "scprint_grn",
     mod: str = "rna",
@@ -289,14 +259,17 @@ def grn(
     layer
         Layer with raw counts (``None``: ``.X``, or ``.raw`` when ``.X`` is not counts).
     n_cells
-        Cells per group (``None``: all); a group with fewer cells is an error.
+        Cells per group (``None``: all); a group with fewer cells is an error. Which cells are kept depends on
+        the group's cells only, not on their order (see ``cell_selection``).
     min_cells
         Smallest group accepted.
     cell_selection
-        ``"deepest"``: the ``n_cells`` cells with most counts (reference); ``"random"``: a seeded draw.
+        ``"deepest"``: the ``n_cells`` cells with most counts (reference; ties broken by the cells' content, not
+        their row); ``"random"``: a seeded draw keyed on each cell's counts.
     genes
         ``"hvg"``: seurat_v3 highly variable genes of the group (``n_genes``), the same fixed context for
-        every cell; ``"expressed"``: the ``n_genes`` most frequently detected genes of the group;
+        every cell; ``"expressed"``: the ``n_genes`` most frequently detected genes of the group (both computed
+        on the group's cells and recorded in ``.uns[key_added]["genes"]``);
         ``"genome_wide"``: per cell ``max_len`` random expressed genes, ``n_repeats`` draws per cell, the
         network covering every gene seen; or a list of ``var_names``.
     n_genes
@@ -324,9 +297,12 @@ def grn(
     dtype
         Autocast dtype (``None``: bfloat16 on CUDA, float32 on CPU).
     rng
-        Seed of cell and gene sampling.
+        Integer seed of the cell and gene sampling (a Generator or ``None`` draws one; the seed used is
+        recorded).
     key_added
-        Networks go to ``.varp[key_added]`` (``groupby=None``) or ``.varp[f"{key_added}_{group}"]``.
+        Networks go to ``.varp[key_added]`` (``groupby=None``) or ``.varp[f"{key_added}_{group}"]``. A group label
+        that h5ad/zarr cannot store (with ``/``) is stored under a safe name (``/`` → ``_``), recorded in
+        ``.uns[key_added]["group_names"]``; cells with a missing label are left out with a warning.
     mod
         Modality of a MuData.
     copy
@@ -339,258 +315,164 @@ def grn(
     ``.varp[key_added | f"{key_added}_{group}"]`` : :class:`scipy.sparse.csr_matrix` ``(n_vars, n_vars)``
         Edge weights, row = source gene, column = target gene; genes outside the network have empty rows.
     ``.uns[key_added]`` : dict
-        ``params``, ``orientation``, ``varp_keys`` (group → varp key), ``n_cells``, ``n_genes`` and ``model``.
+        ``params`` (every option), ``orientation``, ``varp_keys`` (group → varp key), ``group_names`` (stored
+        name → label), ``n_cells``, ``n_genes``, ``genes`` (the fixed context of each group, as var names) and
+        ``model``.
     """
+    # ---- options (all checked before any model is loaded)
     if orientation not in ORIENTATIONS:
-        msg = f"Unknown orientation {orientation!r}; use one of {ORIENTATIONS}."
+        msg = f"Unknown orientation {orientation!r}; use one of {list(ORIENTATIONS)}."
         raise ValueError(msg)
-    if filtration not in ("threshold", "top_k", "none"):
-        msg = f"Unknown filtration {filtration!r}; use 'threshold', 'top_k' or 'none'."
+    if filtration not in FILTRATIONS:
+        msg = f"Unknown filtration {filtration!r}; use one of {list(FILTRATIONS)}."
         raise ValueError(msg)
+    if cell_selection not in CELL_SELECTIONS:
+        msg = f"Unknown cell_selection {cell_selection!r}; use one of {list(CELL_SELECTIONS)}."
+        raise ValueError(msg)
+    gene_selection = check_gene_selection(genes)
+    n_cells = check_positive_int(n_cells, "n_cells", allow_none=True)
+    min_cells = check_positive_int(min_cells, "min_cells")
+    n_genes = check_positive_int(n_genes, "n_genes")
+    max_len = check_positive_int(max_len, "max_len")
+    n_repeats = check_positive_int(n_repeats, "n_repeats")
+    top_k = check_positive_int(top_k, "top_k")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    key_added = check_key(key_added)
+    check_key(heads_key, "heads_key")
+    if heads is not None and heads != "selected":
+        if isinstance(heads, str) or not isinstance(heads, Sequence) or not heads:
+            msg = f"`heads` must be None, 'selected' or a non-empty list of (layer, head) pairs, got {heads!r}."
+            raise ValueError(msg)
+        if any(np.shape(h) != (2,) for h in heads):
+            msg = f"`heads` must be a list of (layer, head) pairs, got {heads!r}."
+            raise ValueError(msg)
+    seed = resolve_seed(rng)
     source = resolve_adata(adata, mod)
-    gen = make_rng(rng)
-    cell_groups = _groups(source, groupby, groups)
-    run = _resolve_run(
-        source, model=model, layer=layer, accelerator=accelerator, device=device, dtype=dtype, batch_size=batch_size
-    )
-    n_layers = run.model.net.config.nlayers
+    groups_rows = cell_groups(source, groupby, groups)
+    stored = {g: g for g in groups_rows} if groupby is None else group_name_map(groups_rows, groupby=groupby)
+    keys = grn_keys(key_added, None if groupby is None else list(stored.values()))
+    for g, idx in groups_rows.items():
+        if len(idx) < min_cells:
+            msg = (
+                f"Group {g!r} has {len(idx)} cells, fewer than min_cells={min_cells}. "
+                "Exclude it with `groups=` or lower `min_cells`."
+            )
+            raise ValueError(msg)
+        if n_cells is not None and n_cells > len(idx):
+            msg = f"Group {g!r} has {len(idx)} cells but n_cells={n_cells} were requested; lower `n_cells`."
+            raise ValueError(msg)
+
+    # ---- model, counts, heads
+    run = resolve(source, model=model, layer=layer, accelerator=accelerator, device=device, dtype=dtype, seed=seed)
+    n_layers, nhead = run.model.net.config.nlayers, run.model.net.config.nhead
     if heads == "selected":
-        head_list, head_weights = _stored_heads(source, heads_key)
-        layer_list = sorted({h[0] for h in head_list})
+        head_list, head_weights = stored_heads(source, heads_key)
+        layers_used = sorted({h[0] for h in head_list})
     else:
-        layer_list = _layer_list(n_layers, layers)
-        head_list = None if heads is None else [(int(a) % n_layers, int(b)) for a, b in heads]
+        layers_used = layer_list(n_layers, layers)
+        head_list = None if heads is None else [(int(a), int(b)) for a, b in heads]
         head_weights = None
         if head_list is not None:
-            layer_list = sorted(set(layer_list) | {h[0] for h in head_list})
-    pos_of_layer = {layer: i for i, layer in enumerate(layer_list)}
+            bad = [h for h in head_list if not (-n_layers <= h[0] < n_layers and 0 <= h[1] < nhead)]
+            if bad:
+                msg = f"Heads {bad} do not exist; the model has {n_layers} layers of {nhead} heads."
+                raise ValueError(msg)
+            head_list = [(a % n_layers, b) for a, b in head_list]
+            layers_used = sorted(set(layers_used) | {h[0] for h in head_list})
+    pos_of_layer = {layer: i for i, layer in enumerate(layers_used)}
     if head_list is not None:
-        nhead = run.model.net.config.nhead
-        bad = [h for h in head_list if not 0 <= h[1] < nhead]
-        if bad:
-            msg = f"Heads {bad} do not exist; the model has {nhead} heads per layer."
-            raise ValueError(msg)
         head_list = [(pos_of_layer[a], b) for a, b in head_list]
     cells = {
-        g: _select_cells(
-            idx,
-            run.counts.depth,
-            group=g,
-            n_cells=n_cells,
-            min_cells=min_cells,
-            cell_selection=cell_selection,
-            rng=gen,
-        )
-        for g, idx in cell_groups.items()
+        g: select_cells(run.counts, idx, n_cells=n_cells, cell_selection=cell_selection, seed=seed)
+        for g, idx in groups_rows.items()
     }
+
+    # ---- one network per group
     networks: dict[str, sp.csr_matrix] = {}
     n_genes_out: dict[str, int] = {}
+    contexts: dict[str, list[str]] = {}
+    var_names = source.var_names.astype(str)
     for g, idx in cells.items():
-        net_genes, genes_seen = _attention(
+        net_genes, genes_seen, context = attention_of(
             run,
             idx,
             genes,
             n_genes=n_genes,
-            layers=layer_list,
+            layers=layers_used,
             max_len=max_len,
             n_repeats=n_repeats,
             batch_size=batch_size,
-            rng=gen,
-            description=f"grn {g}",
+            description=f"sc_print grn {g}",
             heads=head_list,
             head_weights=head_weights,
             filtration=filtration,
             top_k=top_k,
         )
-        networks[g] = _to_var_space(net_genes, genes_seen, run, orientation)
+        networks[g] = to_var_space(net_genes, genes_seen, run, orientation)
         n_genes_out[g] = len(genes_seen)
+        if context is not None:
+            contexts[stored[g]] = var_names[run.counts.mapping.first_col[context]].tolist()
+
     # ---- write (every check passed)
     data, target = output_target(adata, mod, copy=copy)
-    varp_keys = {g: Key.varp.grn(key_added, None if groupby is None else g) for g in networks}
+    varp_keys = {}
     for g, matrix in networks.items():
-        target.varp[varp_keys[g]] = matrix
-        log_written("varp", varp_keys[g])
+        key = keys.varp[stored[g]] if groupby is not None else keys.varp[ALL]
+        target.varp[key] = matrix
+        varp_keys[stored[g]] = key
+        log_written("varp", key)
     params = params_record(
         groupby=groupby,
-        groups=list(networks),
+        groups=None if groups is None else [str(g) for g in groups],
+        model=model if isinstance(model, str) else None,
         layer=layer,
         n_cells=n_cells,
         min_cells=min_cells,
         cell_selection=cell_selection,
-        genes=genes if isinstance(genes, str) else list(map(str, genes)),
+        genes=genes if isinstance(genes, str) else [str(g) for g in genes],
         n_genes=n_genes,
         max_len=max_len,
         n_repeats=n_repeats,
-        layers=layer_list,
+        layers=layers_used,
         heads="all" if heads is None else ("selected" if heads == "selected" else [list(h) for h in heads]),
+        heads_key=heads_key if heads == "selected" else None,
         filtration=filtration,
         top_k=top_k,
-        dtype=run.dtype,
-        aggregation="mean over cells of Q and K per gene, softmax(QK^T/sqrt(d)) per head, mean over heads",
-        rng=seed_record(rng),
+        orientation=orientation,
+        batch_size=batch_size,
+        accelerator=accelerator,
+        device=device,
+        dtype=dtype_name(run.dtype),
+        aggregation="mean_qk",
+        rng=seed,
+        key_added=key_added,
+        mod=mod,
     )
-    target.uns[key_added] = {
+    record: dict[str, Any] = {
         "params": params,
         "orientation": orientation,
         "varp_keys": varp_keys,
-        "n_cells": {g: len(idx) for g, idx in cells.items()},
-        "n_genes": n_genes_out,
+        "n_cells": {stored[g]: len(idx) for g, idx in cells.items()},
+        "n_genes": {stored[g]: n for g, n in n_genes_out.items()},
+        "gene_selection": gene_selection,
         "model": model_record(run.model),
+        **run.counts.record(),
+        "device": str(run.device),
     }
-    log_written("uns", key_added)
+    if groupby is not None:
+        record["group_names"] = {safe: label for label, safe in stored.items()}
+    if contexts:
+        record["genes"] = contexts
+    target.uns[keys.uns] = record
+    log_written("uns", keys.uns)
     return data if copy else None
 
 
-# ---------------------------------------------------------------------------------------------------- heads
-def select_heads(
-    adata: AnnData | MuData,
-    net: pd.DataFrame,
-    *,
-    groupby: str | None = None,
-    group: str | None = None,
-    model: ScPrint | str | None = None,
-    layer: str | None = None,
-    n_cells: int | None = 256,
-    genes: GeneSelection | Sequence[str] = "hvg",
-    n_genes: int = 1000,
-    layers: Sequence[int] | None = None,
-    gene_symbols: str | None = None,
-    orientation: Orientation = "query_is_source",
-    train_size: float = 0.9,
-    alpha: float = 1.0,
-    positive_weight: float = 800.0,
-    batch_size: int = 16,
-    accelerator: str = "auto",
-    device: int | str = "auto",
-    dtype: torch.dtype | None = None,
-    rng: RngLike = 0,
-    key_added: str = Key.uns.heads,
-    mod: str = "rna",
-    copy: bool = False,
-) -> AnnData | MuData | None:
-    """Choose the attention heads whose scores predict a ground-truth network.
-
-    The per-head networks of one group (each ``softmax(Q̄K̄ᵀ/√d)`` over the chosen genes) are the features
-    of a non-negative ridge classifier of gene pairs (true edge or not), fitted on ``train_size`` of the
-    pairs: the reference's ``RidgeClassifier(alpha=1, positive=True, fit_intercept=False,
-    class_weight={1: 800})``. Heads with a positive coefficient are kept; ``sp.tl.grn(..., heads="selected")``
-    reuses them with their coefficients as weights.
-
-    Parameters
-    ----------
-    adata
-        AnnData (or MuData) with raw counts.
-    net
-        Ground truth as a ``source, target`` table (decoupler / OmniPath style), gene names matching
-        ``var_names`` or ``.var[gene_symbols]``.
-    groupby, group
-        Cells to use (``None``: all cells).
-    model, layer, n_cells, genes, n_genes, layers, batch_size, accelerator, device, dtype, rng, mod
-        As in :func:`~sc_print.tl.grn` (``genes="genome_wide"`` is not available here).
-    gene_symbols
-        ``.var`` column holding the names used in ``net`` (``None``: ``var_names``).
-    orientation
-        How the attention matrix is oriented against ``net`` (rows = source).
-    train_size, alpha, positive_weight
-        Split of the gene pairs and classifier settings.
-    key_added
-        ``.uns`` key of the selection.
-    copy
-        Return a modified copy.
-
-    Returns
-    -------
-    ``None`` or a copy, with ``.uns[key_added]`` : dict
-        ``heads`` (``[n_selected, 2]`` layer/head), ``weights`` (coefficients), ``coef`` (all heads),
-        ``auprc_test`` (held-out average precision of the weighted heads), ``auprc_test_mean_heads`` (the same
-        for the plain mean of all heads), ``prevalence_test`` and ``params``.
-    """
-    if isinstance(genes, str) and genes == "genome_wide":
-        msg = "select_heads needs a fixed gene set: use genes='hvg', 'expressed' or a list."
-        raise ValueError(msg)
-    if orientation not in ORIENTATIONS:
-        msg = f"Unknown orientation {orientation!r}; use one of {ORIENTATIONS}."
-        raise ValueError(msg)
-    source = resolve_adata(adata, mod)
-    gen = make_rng(rng)
-    if gene_symbols is not None and gene_symbols not in source.var:
-        msg = f"Column {gene_symbols!r} not found in `adata.var`."
+def stored_heads(adata: AnnData, key: str) -> tuple[list[tuple[int, int]], list[float]]:
+    """Heads and weights chosen by :func:`~sc_print.tl.select_heads`, stored in ``.uns[key]``."""
+    if key not in adata.uns or "heads" not in adata.uns[key]:
+        msg = f"No head selection in `.uns[{key!r}]`; run `sp.tl.select_heads(adata, net=...)` first."
         raise KeyError(msg)
-    cell_groups = _groups(source, groupby, None if group is None else [group])
-    if groupby is not None and group is None:
-        msg = "Pass `group=` (one category of `groupby`) to select heads on."
-        raise ValueError(msg)
-    ((g, idx),) = cell_groups.items()
-    run = _resolve_run(
-        source, model=model, layer=layer, accelerator=accelerator, device=device, dtype=dtype, batch_size=batch_size
-    )
-    layer_list = _layer_list(run.model.net.config.nlayers, layers)
-    cells = _select_cells(
-        idx,
-        run.counts.depth,
-        group=g,
-        n_cells=min(n_cells or len(idx), len(idx)),
-        min_cells=2,
-        cell_selection="deepest",
-        rng=gen,
-    )
-    cube, genes_seen = _attention(
-        run,
-        cells,
-        genes,
-        n_genes=n_genes,
-        layers=layer_list,
-        max_len=0,
-        n_repeats=1,
-        batch_size=batch_size,
-        rng=gen,
-        description="select_heads",
-        per_head=True,
-    )
-    if orientation == "key_is_source":
-        cube = cube.transpose(1, 0, 2)
-    names = source.var[gene_symbols] if gene_symbols else pd.Series(source.var_names, index=source.var_names)
-    gene_names = names.astype(str).to_numpy()[run.counts.mapping.first_col[genes_seen]]
-    truth = truth_matrix(net, gene_names).toarray()
-    fit = fit_head_classifier(cube, truth, train_size=train_size, alpha=alpha, positive_weight=positive_weight, rng=gen)
-    nhead = run.model.net.config.nhead
-    pairs = [(layer_list[j // nhead], j % nhead) for j in range(cube.shape[2])]
-    selected = [pairs[j] for j in fit["selected"]]
-    if not selected:
-        msg = "No head has a positive coefficient against this ground truth; no selection stored."
-        raise ValueError(msg)
-    record: dict[str, Any] = {
-        "heads": np.asarray(selected, dtype=np.int64),
-        "weights": np.asarray(fit["coef"][fit["selected"]], dtype=np.float64),
-        "coef": np.asarray(fit["coef"], dtype=np.float64),
-        "n_true_edges": int(truth.sum()),
-        "n_genes": len(genes_seen),
-        "params": params_record(
-            groupby=groupby,
-            group=group,
-            n_cells=len(cells),
-            genes=genes if isinstance(genes, str) else list(map(str, genes)),
-            layers=layer_list,
-            orientation=orientation,
-            train_size=train_size,
-            alpha=alpha,
-            positive_weight=positive_weight,
-            rng=seed_record(rng),
-        ),
-        "model": model_record(run.model),
-    }
-    for key in ("auprc_test", "auprc_test_mean_heads", "prevalence_test"):
-        if key in fit:
-            record[key] = fit[key]
-    data, target = output_target(adata, mod, copy=copy)
-    target.uns[key_added] = record
-    log_written("uns", key_added)
-    logger.info(
-        "selected %d/%d heads; held-out AUPRC %.4f (mean of all heads %.4f, prevalence %.4f)",
-        len(selected),
-        len(pairs),
-        record.get("auprc_test", float("nan")),
-        record.get("auprc_test_mean_heads", float("nan")),
-        record.get("prevalence_test", float("nan")),
-    )
-    return data if copy else None
+    record = adata.uns[key]
+    heads = [(int(layer), int(head)) for layer, head in np.asarray(record["heads"]).reshape(-1, 2)]
+    return heads, [float(w) for w in np.asarray(record["weights"]).ravel()]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
-from sc_print._keys import Key
+from sc_print._keys import Key, community_keys, diff_hubs_keys, hub_keys
+from sc_print._networks import network_digest, network_graph, network_refs, select_one, select_refs, stored_score
+from sc_print._utils import log_written, track
 from sc_print._validation import check_positive_int, resolve_adata
-from sc_print.get._network import _graph, _network_refs, _select_one, _select_refs, _stored_score
 
 from ._common import output_target
 
@@ -22,33 +24,13 @@ if TYPE_CHECKING:
     from anndata import AnnData
     from mudata import MuData
 
-    from sc_print.get._network import _NetworkRef
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SCORES: tuple[str, ...] = ("degree", "in_strength", "out_strength", "eigenvector")
-
-
-# --------------------------------------------------------------------------------------------------- keys
-# Derived from the network's ``.varp`` key like the helpers of ``Key``; candidates to move into ``_keys.py``.
-def _hubs_params_key(varp_key: str) -> str:
-    """``.uns`` key of the parameters of ``sp.tl.hubs`` for one network."""
-    return f"{Key.uns.hubs(varp_key)}_params"
-
-
-def _community_var_key(varp_key: str) -> str:
-    """``.var`` column of the community labels of one network."""
-    return f"{varp_key}_community"
-
-
-def _communities_uns_key(varp_key: str) -> str:
-    """``.uns`` record of the communities of one network."""
-    return f"{varp_key}_communities"
-
-
-def _diff_hubs_key(varp_key_a: str, varp_key_b: str) -> str:
-    """``.uns`` key of the hub comparison of two networks."""
-    return f"{varp_key_a}_vs_{varp_key_b}_diff_hubs"
+#: power iteration of the eigenvector centrality: at most this many steps, stop when the mean change is below tol
+_EIGEN_MAX_ITER = 10_000
+_EIGEN_TOL = 1e-12
 
 
 # --------------------------------------------------------------------------------------------------- scores
@@ -63,55 +45,62 @@ def _abs_weights(graph: nx.DiGraph | nx.Graph) -> nx.DiGraph | nx.Graph:
     return out
 
 
-def _eigenvector(graph: nx.DiGraph) -> dict:
-    """Weighted eigenvector centrality (networkx convention: in-edges for a directed graph).
+def _eigenvector(graph: nx.DiGraph, info: dict[str, Any]) -> dict:
+    """Weighted eigenvector centrality (networkx convention: in-edges, unit Euclidean norm).
 
-    Uses :func:`networkx.eigenvector_centrality_numpy` (ARPACK); on failure falls back to power iteration,
-    and to NaN with a warning when that fails too.
+    The dominant left eigenvector by power iteration on ``I + A`` from a uniform start, the iteration of
+    :func:`networkx.eigenvector_centrality` (vectorised with scipy). Unlike
+    :func:`networkx.eigenvector_centrality_numpy` it is defined for graphs that are not strongly connected,
+    the usual case for gene networks: genes that no cycle of the dominant component reaches score 0. Whether
+    the graph was strongly connected and the number of iterations go to ``info``; NaN with a warning when
+    the network has no edges or the iteration does not converge.
     """
     import networkx as nx
 
     name = graph.graph.get("network")
     positive = _abs_weights(graph)
+    nodes = list(positive.nodes)
+    info.update(method="power_iteration", strongly_connected=False, iterations=0, converged=False)
     if positive.number_of_edges() == 0:
         msg = f"Network {name!r} has no edges: eigenvector centrality set to NaN."
         warnings.warn(msg, RuntimeWarning, stacklevel=4)
-        return dict.fromkeys(graph.nodes, np.nan)
-    try:
-        return nx.eigenvector_centrality_numpy(positive, weight="weight", max_iter=max(100, 10 * len(positive)))
-    except (nx.NetworkXException, RuntimeError, ValueError, TypeError) as err:
-        first_error = err
-    try:
-        values = nx.eigenvector_centrality(positive, weight="weight", max_iter=1000, tol=1e-8)
-    except (nx.NetworkXException, ZeroDivisionError) as err:
-        msg = (
-            f"Eigenvector centrality of network {name!r} did not converge ({first_error!r}; power iteration: "
-            f"{err!r}); the `eigenvector` score is NaN. Other scores are unaffected."
-        )
-        warnings.warn(msg, RuntimeWarning, stacklevel=4)
-        return dict.fromkeys(graph.nodes, np.nan)
+        return dict.fromkeys(nodes, np.nan)
+    info["strongly_connected"] = bool(nx.is_strongly_connected(positive))
+    # A[i, j] = w(i -> j); in-edge convention: x_j <- x_j + sum_i w(i -> j) x_i
+    step = sparse.csr_array(nx.to_scipy_sparse_array(positive, nodelist=nodes, weight="weight", dtype=float).T)
+    n = len(nodes)
+    x = np.full(n, 1.0 / np.sqrt(n))
+    for iteration in range(1, _EIGEN_MAX_ITER + 1):
+        new = x + step @ x
+        new /= np.linalg.norm(new)
+        change = float(np.abs(new - x).sum())
+        x = new
+        if change < n * _EIGEN_TOL:
+            info.update(iterations=iteration, converged=True)
+            return dict(zip(nodes, x.tolist(), strict=True))
+    info["iterations"] = _EIGEN_MAX_ITER
     msg = (
-        f"`networkx.eigenvector_centrality_numpy` failed on network {name!r} ({first_error!r}); "
-        "the `eigenvector` score comes from power iteration (`networkx.eigenvector_centrality`) instead."
+        f"Eigenvector centrality of network {name!r} did not converge in {_EIGEN_MAX_ITER} power iterations; "
+        "the `eigenvector` score is NaN. Other scores are unaffected."
     )
     warnings.warn(msg, RuntimeWarning, stacklevel=4)
-    return values
+    return dict.fromkeys(nodes, np.nan)
 
 
-def _pagerank(graph: nx.DiGraph) -> dict:
+def _pagerank(graph: nx.DiGraph, info: dict[str, Any]) -> dict:
     import networkx as nx
 
     return nx.pagerank(_abs_weights(graph), weight="weight")
 
 
-#: score name -> function(DiGraph) -> {node: value}
-_SCORES: dict[str, Callable[[nx.DiGraph], dict]] = {
-    "degree": lambda g: dict(g.degree()),
-    "in_degree": lambda g: dict(g.in_degree()),
-    "out_degree": lambda g: dict(g.out_degree()),
-    "strength": lambda g: dict(g.degree(weight="weight")),
-    "in_strength": lambda g: dict(g.in_degree(weight="weight")),
-    "out_strength": lambda g: dict(g.out_degree(weight="weight")),
+#: score name -> function(DiGraph, info) -> {node: value}; a function may note how it computed into ``info``
+_SCORES: dict[str, Callable[[nx.DiGraph, dict[str, Any]], dict]] = {
+    "degree": lambda g, _: dict(g.degree()),
+    "in_degree": lambda g, _: dict(g.in_degree()),
+    "out_degree": lambda g, _: dict(g.out_degree()),
+    "strength": lambda g, _: dict(g.degree(weight="weight")),
+    "in_strength": lambda g, _: dict(g.in_degree(weight="weight")),
+    "out_strength": lambda g, _: dict(g.out_degree(weight="weight")),
     "eigenvector": _eigenvector,
     "pagerank": _pagerank,
 }
@@ -132,13 +121,17 @@ def _check_copy_inplace(*, copy: bool, inplace: bool) -> None:
         raise ValueError(msg)
 
 
-def _hub_table(graph: nx.DiGraph, scores: list[str]) -> pd.DataFrame:
-    """One row per node of ``graph``, one column per score, sorted by the first score (descending)."""
+def _hub_table(graph: nx.DiGraph, scores: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One row per node of ``graph``, one column per score, sorted by the first score (descending).
+
+    Also returns how the eigenvector centrality was computed (empty when not requested).
+    """
     nodes = pd.Index(list(graph.nodes), name="gene", dtype=object)
     table = pd.DataFrame(index=nodes)
+    info: dict[str, Any] = {}
     for score in scores:  # a plain loop (no comprehension frame) keeps the warnings' stacklevel right
-        table[score] = pd.Series(_SCORES[score](graph), dtype=np.float64).reindex(nodes)
-    return table.sort_values(scores[0], ascending=False, kind="stable")
+        table[score] = pd.Series(_SCORES[score](graph, info), dtype=np.float64).reindex(nodes)
+    return table.sort_values(scores[0], ascending=False, kind="stable"), info
 
 
 # --------------------------------------------------------------------------------------------------- hubs
@@ -155,11 +148,14 @@ def hubs(
     """Hub (centrality) scores of the stored gene networks.
 
     One :class:`networkx.DiGraph` is built per network (self-loops dropped) and the requested scores are
-    computed with networkx: ``degree`` (in + out edges), ``in_degree``, ``out_degree``, ``strength``,
-    ``in_strength``, ``out_strength`` (sums of edge weights), ``eigenvector``
-    (:func:`networkx.eigenvector_centrality_numpy` on the weighted graph, in-edge convention; falls back to
-    power iteration, then to NaN, with a warning) and ``pagerank``. Eigenvector and PageRank use
-    ``|weight|`` when a network has negative weights.
+    computed: ``degree`` (in + out edges), ``in_degree``, ``out_degree``, ``strength``, ``in_strength``,
+    ``out_strength`` (sums of edge weights), ``eigenvector`` and ``pagerank``
+    (:func:`networkx.pagerank`). ``eigenvector`` is the weighted eigenvector centrality of networkx
+    (in-edge convention, unit norm), computed by the power iteration of
+    :func:`networkx.eigenvector_centrality` so that it is defined on networks that are not strongly
+    connected (most gene networks): genes that no cycle of the dominant part of the network reaches score 0;
+    how it was computed is recorded in the params. Eigenvector and PageRank use ``|weight|`` when a network
+    has negative weights.
 
     Parameters
     ----------
@@ -183,44 +179,76 @@ def hubs(
     -------
     A copy when ``copy=True``, else None. For each network (``.varp`` key ``varp_key``) writes
 
-    `.uns['{varp_key}_hubs']` : :class:`pandas.DataFrame`
-        Index = gene names (genes with at least one edge), one column per score, sorted by the first score.
+    `.uns['{varp_key}_hubs']` : dict
+        ``scores``: :class:`pandas.DataFrame` indexed by gene (genes with at least one edge), one column per
+        score, sorted by the first score; ``params``: every option of the call (``key``, ``groups``,
+        ``scores``, ``top_k``, ``mod``), the ``network`` (``.varp`` key), its ``group`` and
+        ``network_digest`` (sha256 of its edges: readers refuse scores of a network that changed since),
+        and, with ``eigenvector``, how it was computed (``eigenvector``: ``method``,
+        ``strongly_connected``, ``iterations``, ``converged``).
     `.var['{varp_key}_{score}']` : float
         The score of each gene; NaN for genes outside the network.
-    `.uns['{varp_key}_hubs_params']` : dict
-        The call's parameters (``key``, ``network``, ``group``, ``scores``, ``top_k``).
+
+    Examples
+    --------
+    Any sparse ``n_vars x n_vars`` matrix in ``.varp`` is a network (``sp.tl.grn`` writes one per group):
+
+    >>> import anndata as ad
+    >>> import numpy as np
+    >>> from scipy import sparse
+    >>> import sc_print as sp
+    >>> adata = ad.AnnData(np.ones((4, 3), dtype=np.float32))
+    >>> adata.var_names = ["SPI1", "CD19", "PAX5"]
+    >>> adata.varp["my_net"] = sparse.csr_matrix([[0, 0.5, 0.2], [0, 0, 0.9], [0.4, 0, 0]])
+    >>> sp.tl.hubs(adata, key="my_net", scores=["out_degree", "in_strength"])
+    >>> adata.uns["my_net_hubs"]["scores"]
+          out_degree  in_strength
+    gene
+    SPI1         2.0          0.4
+    CD19         1.0          0.5
+    PAX5         1.0          1.1
+    >>> adata.var["my_net_in_strength"].tolist()
+    [0.4, 0.5, 1.1]
     """
     scores = _check_scores(scores)
     check_positive_int(top_k, "top_k", allow_none=True)
     target = resolve_adata(adata, mod)
-    refs = _select_refs(_network_refs(target, key), groups, key)
+    refs = select_refs(network_refs(target, key), groups, key)
+    keys = {ref.varp_key: hub_keys(ref.varp_key, scores) for ref in refs}
 
     results = []
-    for ref in refs:
-        graph = _graph(target, ref, top_k=top_k)
+    for ref in track(refs, total=len(refs), description="hub scores"):
+        graph = network_graph(target, ref, top_k=top_k)
         logger.info("hub scores of %r: %d genes, %d edges", ref.varp_key, graph.number_of_nodes(), graph.size())
-        results.append((ref, _hub_table(graph, scores)))
+        table, info = _hub_table(graph, scores)
+        params = {
+            "key": key,
+            "groups": _groups_record(groups),
+            "scores": list(scores),
+            "top_k": top_k,
+            "mod": mod,
+            "network": ref.varp_key,
+            "group": ref.label,
+            "network_digest": network_digest(target, ref.varp_key),
+        }
+        if info:
+            params["eigenvector"] = info
+        results.append((ref, table, params))
 
     adata, target = output_target(adata, mod, copy=copy)
-    for ref, table in results:
-        _write_hubs(target, ref, table, key=key, scores=scores, top_k=top_k)
+    for ref, table, params in results:
+        slots = keys[ref.varp_key]
+        target.uns[slots.uns] = {"scores": table, "params": params}
+        log_written("uns", slots.uns)
+        for score, column in slots.var.items():
+            target.var[column] = table[score].reindex(target.var_names).to_numpy(dtype=np.float64)
+            log_written("var", column)
     return adata if copy else None
 
 
-def _write_hubs(
-    adata: AnnData, ref: _NetworkRef, table: pd.DataFrame, *, key: str, scores: list[str], top_k: int | None
-) -> None:
-    uns_key = Key.uns.hubs(ref.varp_key)
-    adata.uns[uns_key] = table
-    logger.info("added `.uns[%r]`", uns_key)
-    for score in scores:
-        column = Key.var.hub_score(ref.varp_key, score)
-        adata.var[column] = table[score].reindex(adata.var_names).to_numpy(dtype=np.float64)
-        logger.info("added `.var[%r]`", column)
-    params = {"key": key, "network": ref.varp_key, "group": ref.group, "scores": list(scores)}
-    if top_k is not None:
-        params["top_k"] = int(top_k)
-    adata.uns[_hubs_params_key(ref.varp_key)] = params
+def _groups_record(groups: str | Sequence[str] | None) -> str | list[str] | None:
+    """``groups`` as stored in params (h5ad keeps str, list of str and None)."""
+    return groups if groups is None or isinstance(groups, str) else [str(g) for g in groups]
 
 
 # --------------------------------------------------------------------------------------------------- diff_hubs
@@ -261,33 +289,35 @@ def diff_hubs(
     ``rank_b`` (1 = top hub), ``rank_change`` (``rank_a - rank_b``, > 0 when the gene rises in B),
     ``in_a``, ``in_b`` (gene has edges in that network). When stored, writes
 
-    `.uns['{varp_key_a}_vs_{varp_key_b}_diff_hubs']` : :class:`pandas.DataFrame`
-        The table.
-    `.uns['{varp_key_a}_vs_{varp_key_b}_diff_hubs_params']` : dict
-        ``key_a``, ``key_b``, ``network_a``, ``network_b`` (``.varp`` keys) and ``score``.
+    `.uns['{varp_key_a}_vs_{varp_key_b}_diff_hubs']` : dict
+        ``table``: the table; ``params``: ``key_a``, ``key_b``, ``score``, ``mod``, ``network_a``,
+        ``network_b`` (``.varp`` keys) and their ``network_digest_a``, ``network_digest_b``.
     """
     _check_copy_inplace(copy=copy, inplace=inplace)
     if not isinstance(score, str):
         msg = f"`score` must be one score name, got {score!r}."
         raise TypeError(msg)
     target = resolve_adata(adata, mod)
-    ref_a = _select_one(target, key_a, None)
-    ref_b = _select_one(target, key_b, None)
-    table = _diff_table(_stored_score(target, ref_a, score), _stored_score(target, ref_b, score))
+    ref_a = select_one(target, key_a, None)
+    ref_b = select_one(target, key_b, None)
+    uns_key = diff_hubs_keys(ref_a.varp_key, ref_b.varp_key)
+    table = _diff_table(stored_score(target, ref_a, score), stored_score(target, ref_b, score))
 
     if not inplace:
         return table
-    adata, target = output_target(adata, mod, copy=copy)
-    uns_key = _diff_hubs_key(ref_a.varp_key, ref_b.varp_key)
-    target.uns[uns_key] = table
-    target.uns[f"{uns_key}_params"] = {
+    params = {
         "key_a": key_a,
         "key_b": key_b,
+        "score": score,
+        "mod": mod,
         "network_a": ref_a.varp_key,
         "network_b": ref_b.varp_key,
-        "score": score,
+        "network_digest_a": network_digest(target, ref_a.varp_key),
+        "network_digest_b": network_digest(target, ref_b.varp_key),
     }
-    logger.info("added `.uns[%r]`", uns_key)
+    adata, target = output_target(adata, mod, copy=copy)
+    target.uns[uns_key] = {"table": table, "params": params}
+    log_written("uns", uns_key)
     return adata if copy else None
 
 
@@ -378,8 +408,9 @@ def communities(
     `.var['{varp_key}_community']` : categorical
         Community label of each gene; NaN for genes outside the network.
     `.uns['{varp_key}_communities']` : dict
-        ``sizes`` (label -> number of genes), ``modularity`` and ``params`` (``key``, ``network``,
-        ``group``, ``resolution``, ``seed``, ``top_k``).
+        ``sizes`` (label -> number of genes), ``modularity`` and ``params`` (``key``, ``groups``,
+        ``resolution``, ``seed`` (the seed used; None when ``rng=None``), ``top_k``, ``mod``, ``network``,
+        ``group``, ``network_digest``).
     """
     import networkx as nx
 
@@ -389,11 +420,12 @@ def communities(
     check_positive_int(top_k, "top_k", allow_none=True)
     seed = _seed(rng)
     target = resolve_adata(adata, mod)
-    refs = _select_refs(_network_refs(target, key), groups, key)
+    refs = select_refs(network_refs(target, key), groups, key)
+    keys = {ref.varp_key: community_keys(ref.varp_key) for ref in refs}
 
     results = []
-    for ref in refs:
-        graph = _undirected(_graph(target, ref, top_k=top_k))
+    for ref in track(refs, total=len(refs), description="communities"):
+        graph = _undirected(network_graph(target, ref, top_k=top_k))
         parts = nx.community.louvain_communities(graph, weight="weight", resolution=resolution, seed=seed)
         parts = sorted(parts, key=lambda c: (-len(c), min(c)))
         modularity = (
@@ -403,24 +435,30 @@ def communities(
         )
         labels = {gene: str(i) for i, part in enumerate(parts) for gene in part}
         logger.info("%d communities in %r (modularity %.3f)", len(parts), ref.varp_key, modularity)
-        results.append((ref, parts, labels, modularity))
+        params = {
+            "key": key,
+            "groups": _groups_record(groups),
+            "resolution": float(resolution),
+            "seed": seed,
+            "top_k": top_k,
+            "mod": mod,
+            "network": ref.varp_key,
+            "group": ref.label,
+            "network_digest": network_digest(target, ref.varp_key),
+        }
+        results.append((ref, parts, labels, modularity, params))
 
     adata, target = output_target(adata, mod, copy=copy)
-    for ref, parts, labels, modularity in results:
+    for ref, parts, labels, modularity, params in results:
+        slots = keys[ref.varp_key]
         categories = [str(i) for i in range(len(parts))]
         values = pd.Series(labels, dtype=object).reindex(target.var_names).to_numpy()
-        column = _community_var_key(ref.varp_key)
-        target.var[column] = pd.Categorical(values, categories=categories)
-        params = {"key": key, "network": ref.varp_key, "group": ref.group, "resolution": float(resolution)}
-        if seed is not None:
-            params["seed"] = seed
-        if top_k is not None:
-            params["top_k"] = int(top_k)
-        uns_key = _communities_uns_key(ref.varp_key)
-        target.uns[uns_key] = {
+        target.var[slots.var] = pd.Categorical(values, categories=categories)
+        log_written("var", slots.var)
+        target.uns[slots.uns] = {
             "sizes": {label: len(part) for label, part in zip(categories, parts, strict=True)},
             "modularity": modularity,
             "params": params,
         }
-        logger.info("added `.var[%r]` and `.uns[%r]`", column, uns_key)
+        log_written("uns", slots.uns)
     return adata if copy else None
