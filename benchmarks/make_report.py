@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 START, END = "<!-- RESULTS:START -->", "<!-- RESULTS:END -->"
-QUALITY = ("grn_quality", "denoise", "embedding", "classification")
+QUALITY = ("grn_quality", "denoise", "embedding", "classification", "annotation", "spatial", "perturb")
 SCPRINT = "scPRINT"
 
 
@@ -36,6 +36,8 @@ def load(results: Path) -> dict[str, dict[str, Any]]:
         path = results / f"{name}.json"
         if path.is_file():
             out[name] = json.loads(path.read_text())
+    if "perturb" in out and (results / "perturb_speed.json").is_file():  # the separate speed run of perturb.py
+        out["perturb"]["speed_run"] = json.loads((results / "perturb_speed.json").read_text())
     return out
 
 
@@ -272,6 +274,53 @@ def denoise_tables(record: dict[str, Any]) -> tuple[str, str]:
     return short, detail
 
 
+def spatial_tables(record: dict[str, Any]) -> tuple[str, str]:
+    s = _summary(record)
+    st = record["settings"]
+    den, nic = s[s["task"] == "denoising"], s[s["task"] == "niches"]
+    sections = ", ".join(str(d.get("section")) for d in record.get("data", []))
+    short = (
+        f"**Spatial** (her2st HER2+ breast cancer ST sections {sections}, each on its own). Denoising: "
+        f"{int(100 * st['drop'])}% downsampling, Spearman ρ to the original counts over the genes each spot "
+        "expresses:\n\n"
+    )
+    short += table(
+        ["section", "method", "spots × genes", "Spearman ρ", "gain vs noisy input", "spots improved"],
+        [
+            [
+                r["section"],
+                r["method"],
+                f"{int(r['n_spots'])} × {int(r['n_genes'])}",
+                fmt(r["spearman_mean"], 3),
+                "–" if r["method"] == "noisy input" else f"{r['gain_vs_noisy_mean']:+.3f}",
+                "–" if r["method"] == "noisy input" else f"{100 * r['fraction_spots_improved']:.0f}%",
+            ]
+            for _, r in den.iterrows()
+        ],
+    )
+    short += (
+        "\n\nNiches vs the pathologist regions (k = number of regions; mean ± sd over "
+        f"{st.get('n_seeds')} Gaussian-mixture seeds; \"determined\" drops the 'undetermined' spots):\n\n"
+    )
+    short += table(
+        ["section", "method", "ARI", "NMI", "ARI (determined)", "NMI (determined)", "failed seeds"],
+        [
+            [
+                r["section"],
+                r["method"],
+                pm(r["ARI_mean"], r["ARI_std"]),
+                pm(r["NMI_mean"], r["NMI_std"]),
+                pm(r["ARI_determined_mean"], r["ARI_determined_std"]),
+                pm(r["NMI_determined_mean"], r["NMI_determined_std"]),
+                fmt(int(r.get("failed_seeds") or 0)),
+            ]
+            for _, r in nic.iterrows()
+        ],
+    )
+    detail = "\nTimings (s): " + ", ".join(f"{k} {v}" for k, v in (st.get("seconds") or {}).items())
+    return short, detail
+
+
 def embedding_tables(record: dict[str, Any]) -> tuple[str, str]:
     res = _results(record)
     short = (
@@ -358,6 +407,103 @@ def classification_tables(record: dict[str, Any]) -> tuple[str, str]:
     return short, detail
 
 
+def annotation_tables(record: dict[str, Any]) -> tuple[str, str]:
+    """Annotation by fine-tuning (``benchmarks/annotation.py``): scPRINT vs PCA + LR and scANVI on the same splits."""
+    res = _results(record)
+    short = (
+        "**Annotation by fine-tuning** (`ScPrint.finetune` with its defaults vs PCA + logistic regression and scANVI, "
+        "same reference/query splits; wall time = training + prediction on a shared 2-core CPU):\n\n"
+    )
+    short += table(
+        ["split", "query", "cells (ref / query)", "method", "accuracy", "macro-F1", "wall time (s)"],
+        [
+            [
+                r["split"],
+                r["query"],
+                f"{int(r['n_reference'])} / {int(r['n_query'])}",
+                r["method"],
+                r["accuracy"],
+                r["macro_f1"],
+                r["wall_time_s"],
+            ]
+            for _, r in res.iterrows()
+        ],
+    )
+    emb = _summary(record)
+    detail = ""
+    if not emb.empty:
+        detail = "\n\nscib-metrics after fine-tuning (CellBench technology split, unscaled):\n\n" + table(
+            ["method", "bio conservation", "batch correction", "total"],
+            [[r["method"], r["Bio conservation"], r["Batch correction"], r["Total"]] for _, r in emb.iterrows()],
+        )
+    return short + detail, ""
+
+
+def perturb_tables(record: dict[str, Any]) -> tuple[str, str]:
+    """In-silico perturbation (``benchmarks/perturb.py``): regulators against matched random-gene controls."""
+    s, res = _summary(record), _results(record)
+    st = record["settings"]
+    short = (
+        "**In-silico perturbation** (`sp.tl.perturb`, FACS-sorted PBMC, held out; expectations stated before the "
+        f"run; context {st.get('max_len')} genes, markers as readout genes; {st.get('n_controls')} controls of "
+        "matched expression each; marker log2FC of the denoised expression, rank 0 = most decreased / 100 = most "
+        "increased gene; Δ dist. = change of the embedding's distance to the target centroid, negative = closer; "
+        f"load average {(record['machine'].get('load_average_at_start') or ['?'])[0]} on 2 cores):\n\n"
+    )
+    short += table(
+        [
+            "perturbation",
+            "marker log2FC",
+            "controls (mean ± sd)",
+            "marker rank %",
+            "expected sign",
+            "beats controls",
+            "Δ dist. to target",
+            "controls",
+            "closer than controls",
+            "label changed",
+        ],
+        [
+            [
+                r["design"],
+                fmt(r["marker_log2fc"], 4),
+                pm(r["control_marker_log2fc_mean"], r["control_marker_log2fc_sd"], 4),
+                fmt(r["marker_rank_pct"], 0),
+                "yes" if r["expected_sign"] else "**no**",
+                r["beats_controls"],
+                fmt(r["toward_target"], 3),
+                fmt(r["control_toward_target_mean"], 3),
+                r["closer_than_controls"],
+                f"{100 * r['frac_label_changed']:.0f}%",
+            ]
+            for _, r in s.iterrows()
+        ],
+    )
+    n_ctl = st.get("n_controls")
+    short += (
+        f"\n\nCaveats: with {n_ctl} controls, beating all of them happens with probability 1/{n_ctl + 1} under the "
+        "null; the effects are tiny (|log2FC| < 0.02: the small default model barely responds to single regulators) "
+        "and are model predictions, with no perturbation data here to check them against. The controls move the "
+        "markers in the same direction as the regulators, so the sign alone is no evidence: only the comparison with "
+        "the controls is."
+        if isinstance(n_ctl, int)
+        else ""
+    )
+    speed = record.get("speed_run")
+    if speed:
+        row = speed["results"][0]
+        short += (
+            f"\n\nSpeed: {row['n_cells']:,} cells, 1 perturbation ({row['perturbation']}, {row['n_cells_changed']} "
+            f"cells changed), default options (context {row['max_len']}): {row['seconds']:.0f} s "
+            f"({row['cells_per_s']:.2f} cells/s) on a 2-core CPU shared with other jobs (load average "
+            f"{(speed['machine'].get('load_average_at_start') or ['?'])[0]} at the start)."
+        )
+    detail = "\nEvery perturbation (regulators and controls):\n\n" + table(
+        list(res.columns), [[fmt(v, 4) if isinstance(v, float) else v for v in r] for r in res.itertuples(index=False)]
+    )
+    return short, detail
+
+
 def speed_section(results: Path) -> str:
     md, js = results / "speed.md", results / "speed.json"
     if md.is_file() and (not js.is_file() or md.stat().st_mtime >= js.stat().st_mtime - 5):
@@ -395,6 +541,51 @@ def speed_section(results: Path) -> str:
             ],
             rows,
         )
+    )
+
+
+def scale_section(results: Path) -> str:
+    """``sc-print embed`` at 10^3..10^6 cells, 1 and 2 processes (``benchmarks/scale.py``), when present."""
+    path = results / "scale.json"
+    if not path.is_file():
+        return ""
+    data = json.loads(path.read_text())
+    rows = [
+        [
+            f"{r['n_obs']:,}",
+            r["processes"],
+            "full" if r["measured"] == "full" else f"prefix, {r['cells_measured']:,} cells",
+            fmt(r["cells_per_s"], 1),
+            " / ".join(f"{x:.0f}" for x in r["peak_rss_mb_per_process"]),
+            fmt(r["setup_s"], 0),
+            fmt(r["embed_h_per_1e6_cells"], 1),
+            fmt(r.get("outputs_mb"), 0),
+        ]
+        for r in data["results"]
+    ]
+    ratios = "; ".join(
+        f"{s['processes']} process{'es' if s['processes'] > 1 else ''}: {s['peak_rss_mb_big']:.0f} MB vs "
+        f"{s['peak_rss_mb_small']:.0f} MB ({s['ratio']:.2f}x)"
+        for s in data.get("summary", [])
+    )
+    notes = " ".join(data.get("notes", []))
+    return (
+        "**Atlas scale** (`benchmarks/scale.py`: `sc-print embed --mode all` over backed h5ad files; "
+        f"{data['machine'].get('cpu', 'CPU')}): \n\n"
+        + table(
+            [
+                "cells in file",
+                "processes",
+                "measured",
+                "cells/s",
+                "peak RSS per process (MB)",
+                "set-up (s)",
+                "embedding h per 10^6 cells",
+                "outputs for the file (MB)",
+            ],
+            rows,
+        )
+        + f"\n\nPeak memory on the 10^6-cell file vs the 10^3-cell file: {ratios}. {notes}"
     )
 
 
@@ -508,6 +699,49 @@ def verdicts(records: dict[str, dict[str, Any]]) -> list[str]:
                     else "**below the majority baseline**."
                 )
             )
+    if "spatial" in records:
+        s = _summary(records["spatial"])
+        for section in s["section"].dropna().unique():
+            den = s[(s["task"] == "denoising") & (s["section"] == section)].set_index("method")
+            if SCPRINT in den.index:
+                ours = den.loc[SCPRINT, "spearman_mean"]
+                others = {m: den.loc[m, "spearman_mean"] for m in den.index if m != SCPRINT}
+                out.append(
+                    f"Spatial denoising, her2st {section}: scPRINT ρ {ours:.3f} vs "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in others.items())
+                    + f": {_cmp(ours, others)}."
+                )
+            nic = s[(s["task"] == "niches") & (s["section"] == section)].set_index("method")
+            mine = [m for m in nic.index if m.startswith(SCPRINT)]
+            if mine:
+                best = max(mine, key=lambda m: nic.loc[m, "ARI_mean"])
+                others = {m: nic.loc[m, "ARI_mean"] for m in nic.index if m not in mine}
+                out.append(
+                    f"Spatial niches, her2st {section}: {best} ARI {nic.loc[best, 'ARI_mean']:.3f} vs "
+                    + ", ".join(
+                        f"{k} {v:.3f}" if v is not None and not math.isnan(v) else f"{k} – (every mixture failed)"
+                        for k, v in others.items()
+                    )
+                    + f": {_cmp(nic.loc[best, 'ARI_mean'], others)}."
+                )
+    if "perturb" in records:
+        for _, r in _summary(records["perturb"]).iterrows():
+            won, n_ctl = (int(v) for v in r["beats_controls"].split("/"))
+            sd = r["control_marker_log2fc_sd"] or float("nan")
+            z = (r["marker_log2fc"] - r["control_marker_log2fc_mean"]) / sd if sd == sd and sd > 0 else float("nan")
+            if not r["expected_sign"]:
+                markers = "**opposite to the expectation**"
+            elif won == n_ctl:
+                markers = f"**expected direction, beyond all {n_ctl} controls** (z = {z:+.1f} against them)"
+            else:
+                markers = f"**expected direction, but not beyond the controls** ({won}/{n_ctl}, z = {z:+.1f})"
+            cells = "closer to" if r["toward_target"] < 0 else "farther from"
+            out.append(
+                f"In-silico {r['design']}: marker log2FC {r['marker_log2fc']:+.4f} vs controls "
+                f"{r['control_marker_log2fc_mean']:+.4f}: {markers}; the cells moved {cells} the target centroid "
+                f"(Δ {r['toward_target']:+.3f} vs controls {r['control_toward_target_mean']:+.3f}); effects are small "
+                "(|log2FC| < 0.02)."
+            )
     return out
 
 
@@ -573,6 +807,9 @@ def short_report(records: dict[str, dict[str, Any]], results: Path) -> tuple[str
         "denoise": denoise_tables,
         "embedding": embedding_tables,
         "classification": classification_tables,
+        "annotation": annotation_tables,
+        "spatial": spatial_tables,
+        "perturb": perturb_tables,
     }
     for name in QUALITY:
         if name in records:
@@ -587,6 +824,9 @@ def short_report(records: dict[str, dict[str, Any]], results: Path) -> tuple[str
     text += "\n\n".join(blocks)
     if speed:
         text += "\n\n" + speed
+    scale = scale_section(results)
+    if scale:
+        text += "\n\n" + scale
     if pretrain:
         text += "\n\n" + pretrain
     suite = suite_time_section(results)
@@ -602,6 +842,9 @@ def full_report(records: dict[str, dict[str, Any]], short: str, details: dict[st
         "denoise": "Denoising",
         "embedding": "Embedding",
         "classification": "Classification",
+        "annotation": "Annotation by fine-tuning",
+        "spatial": "Spatial (her2st)",
+        "perturb": "In-silico perturbation",
     }
     parts = [
         "# Benchmarks\n",
@@ -658,6 +901,12 @@ def main() -> None:
     (args.results / "summary.md").write_text(short)
     args.docs.write_text(full_report(records, short, details))
     replace_block(args.readme, short)
+    scale, scale_doc = scale_section(args.results), args.docs.with_name("scale.md")
+    if scale and scale_doc.is_file() and "<!-- SCALE:START -->" in scale_doc.read_text():
+        head, rest = scale_doc.read_text().split("<!-- SCALE:START -->", 1)
+        scale_doc.write_text(
+            head + "<!-- SCALE:START -->\n" + scale + "\n<!-- SCALE:END -->" + rest.split("<!-- SCALE:END -->", 1)[1]
+        )
     print(short)
 
 

@@ -44,7 +44,12 @@ step() {
 step classification benchmarks/classification.py --model "$MODEL"
 step denoise benchmarks/denoise.py --model "$MODEL"
 step embedding benchmarks/embedding.py --model "$MODEL"
+step annotation benchmarks/annotation.py --model "$MODEL"
 step grn_quality benchmarks/grn_quality.py --model "$MODEL"
+step spatial benchmarks/spatial.py --model "$MODEL"   # needs the spatial extra (squidpy)
+step perturb benchmarks/perturb.py --model "$MODEL" --speed-cells 0
+step perturb_speed benchmarks/perturb.py --model "$MODEL" --speed-only
+step scale benchmarks/scale.py   # sc-print embed, 10^3..10^6 cells, 1 and 2 processes (about 25 min)
 if [[ "$SPEED" == 1 && ( -x "$REPO/.venv-ref/bin/python" || -f "$HERE/_work/speed_small_random.ckpt" ) ]]; then
     step speed benchmarks/speed.py
 elif [[ "$SPEED" == 1 ]]; then

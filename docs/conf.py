@@ -57,7 +57,7 @@ autosummary_generate = True
 autodoc_member_order = "groupwise"
 # Inherited members are documented when they come from our own classes (``ScPrint.save`` from its save/load
 # mixin); those of third-party bases (torch, scvi-tools, Lightning, builtins) are skipped by ``_skip_foreign``.
-autodoc_default_options = {"members": True, "inherited-members": True, "show-inheritance": False}
+autodoc_default_options = {"members": True, "inherited-members": True}
 # nothing is mocked: every module imports without its optional extras (flash_attn is imported only when used).
 # Mocking ``triton`` broke ``torch.utils.flop_counter`` and with it the import of sc_print.
 napoleon_google_docstring = False
@@ -99,6 +99,7 @@ intersphinx_mapping = {
     "scanpy": ("https://scanpy.readthedocs.io/en/stable/", None),
     "scvi-tools": ("https://docs.scvi-tools.org/en/stable/", None),
     "decoupler": ("https://decoupler.readthedocs.io/en/latest/", None),
+    "squidpy": ("https://squidpy.readthedocs.io/en/stable/", None),
     "numpy": ("https://numpy.org/doc/stable/", None),
     "pandas": ("https://pandas.pydata.org/docs/", None),
     "scipy": ("https://docs.scipy.org/doc/scipy/", None),
@@ -146,11 +147,15 @@ _THIRD_PARTY = (
     "scanpy",
     "scipy",
     "scvi",
+    "squidpy",
+    "decoupler",
     "torch",
     "types",
     "typing",
 )
 nitpick_ignore_regex = [(r"py:.*", rf"({'|'.join(_THIRD_PARTY)})(\..*)?")]
+# ``tuple[str, ...]`` in a type hint is rendered with a reference to the builtin ``Ellipsis``, which has no page
+nitpick_ignore = [("py:data", "Ellipsis")]
 
 
 # -- Docstring conventions ------------------------------------------------------------------------------------
@@ -165,7 +170,7 @@ def _is_underline(line: str) -> bool:
     return len(line.strip()) >= 3 and set(line.strip()) == {"-"}
 
 
-def _prose_returns(app, what, name, obj, options, lines: list[str]) -> None:  # noqa: ARG001 - sphinx signature
+def _prose_returns(app, what, name, obj, options, lines: list[str]) -> None:
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -218,9 +223,13 @@ def _public_target(app, env, node, contnode):
         same = [
             full
             for full in domain.objects
-            if full.startswith("sc_print.") and full.endswith(f".{name}") and not any(p.startswith("_") for p in full.split("."))
+            if full.startswith("sc_print.")
+            and full.endswith(f".{name}")
+            and not any(p.startswith("_") for p in full.split("."))
         ]
         candidates += same if len(same) == 1 else []
+    elif not name.startswith("sc_print."):  # ``Mixin.method``: the method as documented on the public class
+        candidates += _documented_on_subclass(domain, *name.rsplit(".", 1))
     for candidate in dict.fromkeys(c for c in candidates if c != target):
         found = domain.resolve_any_xref(env, node["refdoc"], app.builder, candidate, node, contnode)
         if found:
@@ -228,7 +237,36 @@ def _public_target(app, env, node, contnode):
     return None
 
 
-def _skip_foreign(app, what, name, obj, skip, options):  # noqa: ARG001 - sphinx signature
+def _import_path(path: str):
+    """The object at the dotted ``path`` (module, then attributes), or None."""
+    import importlib
+
+    parts = path.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr, None)
+        return obj
+    return None
+
+
+def _documented_on_subclass(domain, cls_name: str, member: str) -> list[str]:
+    """The one documented ``sc_print`` ``Class.member`` whose class derives from a class named ``cls_name``."""
+    found = []
+    for full in domain.objects:
+        owner = full.rpartition(".")[0]
+        if not full.startswith("sc_print.") or not full.endswith(f".{member}") or "._" in full:
+            continue
+        cls = _import_path(owner)
+        if isinstance(cls, type) and any(base.__name__ == cls_name for base in cls.__mro__):
+            found.append(full)
+    return found if len(found) == 1 else []
+
+
+def _skip_foreign(app, what, name, obj, skip, options):
     """Skip a class member whose code lives outside sc_print (inherited from torch, scvi-tools, Lightning...)."""
     if what not in {"class", "exception"}:
         return None
@@ -240,6 +278,7 @@ def _skip_foreign(app, what, name, obj, skip, options):  # noqa: ARG001 - sphinx
 
 
 def setup(app):
+    """Connect the docstring hooks above."""
     app.connect("autodoc-process-docstring", _prose_returns, priority=400)  # before napoleon (500)
     app.connect("autodoc-skip-member", _skip_foreign)
     app.connect("missing-reference", _public_target)

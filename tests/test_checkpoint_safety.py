@@ -275,13 +275,16 @@ def test_atomic_writes_keep_the_old_file_on_failure(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
 
 
-def test_demo_refuses_to_overwrite_its_output(tmp_path: Path) -> None:
+def test_demo_refuses_to_overwrite_its_output(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from sc_print.__main__ import main
+    from sc_print._demo import demo
 
     out = tmp_path / "demo.h5ad"
     out.write_bytes(b"the user's own file")
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        main(["demo", "--out", str(out)])  # refused before anything runs
+        demo(out=out)  # refused before anything runs
+    assert main(["demo", "--out", str(out)]) == 2  # the command line: one line, exit code 2
+    assert "overwrite" in capsys.readouterr().err
     assert out.read_bytes() == b"the user's own file"
 
 

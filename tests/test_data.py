@@ -56,9 +56,7 @@ def test_sparse_and_dense_tokenise_alike(mode: str, fmt: str) -> None:
     genes = np.array([1000, 958, 916, 1000 - 7 * 20, 5])  # the last one is not in the data
     kwargs = {"mode": mode, "max_len": 12, "genes": genes if mode == "fixed" else None}
     dense = tokenize_rows(x, mapper, seed=3, **kwargs)
-    sparse_ = tokenize_rows(
-        sparse.csr_matrix(x).asformat(fmt), mapper, seed=3, **kwargs
-    )
+    sparse_ = tokenize_rows(sparse.csr_matrix(x).asformat(fmt), mapper, seed=3, **kwargs)
     for key, value in _as_dict(dense).items():
         np.testing.assert_array_equal(_as_dict(sparse_)[key], value, err_msg=key)
     assert dense.gene_idx.dtype == torch.long
@@ -186,7 +184,8 @@ def test_cell_hash_depends_on_content_only() -> None:
     x = _counts(n_cells=6, n_vars=50, density=0.5, seed=4)
     vocab = np.arange(50) * 3 + 11
     h = cell_hashes(x, vocab)
-    assert h.dtype == np.uint64 and len(set(h.tolist())) == 6  # distinct cells, distinct hashes
+    assert h.dtype == np.uint64
+    assert len(set(h.tolist())) == 6
     perm = np.random.default_rng(0).permutation(50)  # columns in another order
     np.testing.assert_array_equal(cell_hashes(x[:, perm], vocab[perm]), h)
     np.testing.assert_array_equal(cell_hashes(sparse.csr_matrix(x[::-1]), vocab), h[::-1])  # rows reordered
@@ -216,10 +215,14 @@ def test_random_context_of_a_cell_does_not_depend_on_the_other_cells() -> None:
 
 def test_gene_keys_are_uniform_and_seeds_checked() -> None:
     keys = gene_keys(cell_seeds(np.arange(200, dtype=np.uint64), 0), np.arange(500))
-    assert keys.shape == (200, 500) and keys.min() >= 0 and keys.max() < 1
-    assert abs(keys.mean() - 0.5) < 0.01 and abs(keys.std() - (1 / 12) ** 0.5) < 0.01
+    assert keys.shape == (200, 500)
+    assert keys.min() >= 0
+    assert keys.max() < 1
+    assert abs(keys.mean() - 0.5) < 0.01
+    assert abs(keys.std() - (1 / 12) ** 0.5) < 0.01
     seeds = random_cell_seeds(4, torch.Generator().manual_seed(0))
-    assert seeds.dtype == np.uint64 and len(set(seeds.tolist())) == 4
+    assert seeds.dtype == np.uint64
+    assert len(set(seeds.tolist())) == 4
     for bad in (-1, 2**63, 1.5, "3", True):
         with pytest.raises(ValueError, match="must be an integer"):
             check_seed(bad)

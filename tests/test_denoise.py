@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from anndata.tests.helpers import assert_equal
 from scipy import sparse
 
@@ -168,7 +167,8 @@ def test_loop_reads_at_most_batch_size_rows(toy_model, toy_counts_adata, monkeyp
     _denoise(adata, toy_model, genes="all", batch_size=8)
     np.testing.assert_allclose(_dense(out), _dense(adata.layers[LAYER]), rtol=1e-6)
     frame = toy_model.get_normalized_expression(adata, genes="all", batch_size=8, accelerator="cpu")
-    assert list(frame.columns) == list(adata.var_names) and list(frame.index) == list(adata.obs_names)
+    assert list(frame.columns) == list(adata.var_names)
+    assert list(frame.index) == list(adata.obs_names)
     np.testing.assert_allclose(frame.to_numpy(), _dense(out), rtol=1e-6)
 
 

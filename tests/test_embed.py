@@ -13,9 +13,8 @@ import sc_print as sp
 from sc_print._keys import Key
 from sc_print._runtime import resolve_dtype
 from sc_print._validation import check_counts
-from sc_print.data import DEPTH_DEFINITION, hvg_positions, load_counts, map_genes
+from sc_print.data import DEPTH_DEFINITION, hvg_positions, iter_tokens, load_counts, map_genes
 from sc_print.tl._common import params_record
-from sc_print.data import iter_tokens
 
 CPU = {"accelerator": "cpu"}
 LEAF_NAMES = {"CL:0000236": "B cell", "CL:0000084": "T cell", "CL:0000576": "monocyte"}
@@ -214,7 +213,9 @@ def test_prepare_gene_ids_and_depth_are_used(toy_model, toy_counts_adata):
     np.testing.assert_array_equal(adata.obsm["X_scprint"], plain.obsm["X_scprint"])
     sp.tl.denoise(adata, model=toy_model, accelerator="cpu")
     sp.tl.denoise(plain, model=toy_model, accelerator="cpu")
-    np.testing.assert_array_equal(adata.layers["scprint_denoised"].toarray(), plain.layers["scprint_denoised"].toarray())
+    np.testing.assert_array_equal(
+        adata.layers["scprint_denoised"].toarray(), plain.layers["scprint_denoised"].toarray()
+    )
 
 
 def test_obs_depth_column_is_not_an_input(toy_model, toy_counts_adata):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import scanpy as sc
@@ -11,6 +11,9 @@ from _network_fixtures import make_grn_adata
 
 import sc_print as sp
 from sc_print._utils import log_written, track
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 child = logging.getLogger("sc_print.tl._probe")  # module loggers are children of "sc_print"
 

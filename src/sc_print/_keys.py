@@ -400,3 +400,55 @@ def grn_keys(key_added: str, groups: Iterable[str] | None) -> GrnKeys:
         return GrnKeys(varp=MappingProxyType({"all": key_added}), uns=key_added)
     varp = {g: check_key(Key.varp.grn(key_added, g), name="network key") for g in groups}
     return GrnKeys(varp=MappingProxyType(varp), uns=key_added)
+
+
+# --------------------------------------------------------------------------------------------------- spatial
+class SpatialKey:
+    """Default slots of the spatial functions (``sp.tl.niches``, ``regulon_activity``, ``spatial_regulons``)."""
+
+    niche = f"{PREFIX}_niche"  #: ``.obs`` niche label and ``.uns`` record of ``sp.tl.niches``
+    regulon_activity = f"{PREFIX}_regulon_activity"  #: ``.obsm`` activities and ``.uns`` record
+    spatial_regulons = f"{PREFIX}_spatial_regulons"  #: ``.uns`` Moran's I table of ``sp.tl.spatial_regulons``
+
+
+# --------------------------------------------------------------------------------------------------- perturbation
+@dataclass(frozen=True)
+class PerturbKeys:
+    """Slots written by one ``sp.tl.perturb`` call, per perturbation name."""
+
+    embedding: Mapping[str, str]  #: name -> ``.obsm`` perturbed cell embedding
+    shift: Mapping[str, str]  #: name -> ``.obs`` cosine distance to the unperturbed embedding
+    pred: Mapping[str, Mapping[str, str]]  #: name -> label -> ``.obs`` predicted label after the perturbation
+    uns: str  #: ``.uns`` record, ``{name: {...}}``
+
+
+def perturb_keys(key_added: str, names: Iterable[str], pred_labels: Iterable[str]) -> PerturbKeys:
+    """Keys of one ``sp.tl.perturb`` call.
+
+    Parameters
+    ----------
+    key_added
+        Prefix of the keys and ``.uns`` key (``"scprint_perturb"`` by default).
+    names
+        Names of the perturbations.
+    pred_labels
+        Labels whose predictions after the perturbation are written.
+
+    Returns
+    -------
+    The frozen keys; a :class:`ValueError` when one of them could not be written to h5ad/zarr or two of them
+    coincide.
+    """
+    key_added = check_key(key_added)
+    names, pred_labels = list(names), list(pred_labels)
+    emb = {n: check_key(f"{key_added}_{n}", name="perturbation name") for n in names}
+    shift = {n: f"{key_added}_{n}_shift" for n in names}
+    pred = {n: MappingProxyType({lab: f"{key_added}_{n}_pred_{lab}" for lab in pred_labels}) for n in names}
+    obs = list(shift.values()) + [k for p in pred.values() for k in p.values()]
+    clash = sorted({k for k in obs if obs.count(k) > 1})
+    if clash:
+        msg = f"Perturbation names {names} give the same `.obs` keys {clash}; rename the perturbations."
+        raise ValueError(msg)
+    return PerturbKeys(
+        embedding=MappingProxyType(emb), shift=MappingProxyType(shift), pred=MappingProxyType(pred), uns=key_added
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._settings import settings
 from ._device import resolve_device
+from ._settings import settings
 from .hub import load_model
 from .model import ScPrint
 

@@ -2,7 +2,7 @@
 
 Logging bridge: the ``sc_print`` logger has one handler (stderr, scanpy's message format) and, like the
 loggers of scanpy and scvi-tools, does not propagate to the root logger. The handler drops records below
-:attr:`_Settings.verbosity`, read at every record, so with ``sp.settings.verbosity = None`` (the default)
+``sp.settings.verbosity``, read at every record, so with ``sp.settings.verbosity = None`` (the default)
 messages follow ``scanpy.settings.verbosity`` even when it changes after ``import sc_print``.
 """
 
@@ -94,21 +94,19 @@ class _Handler(logging.Handler):
 
 
 class _Settings:
-    """Global options of sc_print (``sp.settings``).
+    """Global options of sc_print (``sp.settings``), set as attributes (``sp.settings.verbosity = "info"``).
 
-    Attributes
-    ----------
-    verbosity
+    ``verbosity``
         Threshold of the messages of sc_print, as a :mod:`logging` level. ``None`` (default) follows
         :attr:`scanpy.settings.verbosity <scanpy.settings>` at every message (scanpy's default shows warnings
         only); otherwise a logging level, a name (``"debug"``, ``"info"``, ``"warning"``, ``"error"``) or a
         scanpy verbosity 0-4. At ``"error"`` and above progress bars are hidden too.
-    progress_bar
+    ``progress_bar``
         Show progress bars for long work (model inference, networks, downloads). On by default (like
-        scvi-tools); they are hidden when :attr:`verbosity` is ``"error"`` or above.
-    cache_dir
+        scvi-tools); they are hidden when ``verbosity`` is ``"error"`` or above.
+    ``cache_dir``
         Where downloaded weights and example data go (``$SC_PRINT_CACHE`` or the OS cache).
-    default_model
+    ``default_model``
         Name or path of the model used when a function gets ``model=None``.
     """
 

@@ -390,7 +390,7 @@ def load_counts(adata: AnnData, vocab: GeneVocab, *, layer: str | None = None, c
     Parameters
     ----------
     adata
-        The AnnData (not a MuData: resolve it first with :func:`~sc_print._validation.resolve_adata`).
+        The AnnData (not a MuData: pass its RNA modality).
     vocab
         The model's gene vocabulary.
     layer

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from ._network import graph, hubs, network
+from ._perturb import perturb
 
-__all__ = ["graph", "hubs", "network"]
+__all__ = ["graph", "hubs", "network", "perturb"]

@@ -10,16 +10,23 @@ row block by row block, so a 20,000-gene network never needs a dense float matri
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ._sparse import stack_rows
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 Filtration = Literal["threshold", "top_k", "none"]
+FILTRATIONS: tuple[str, ...] = ("threshold", "top_k", "none")
+Backend = Literal["auto", "torch", "triton"]
+BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
 
 
 class QKAccumulator:
@@ -96,6 +103,73 @@ def _head_weights(n_layers: int, nhead: int, heads: Sequence[tuple[int, int]] | 
     return w / w.sum()
 
 
+def triton_usable(device: torch.device) -> bool:
+    """Whether the Triton kernels can run on ``device`` (CUDA with triton installed, or the Triton interpreter)."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    return device.type == "cuda" or os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``"torch"`` or ``"triton"`` for ``backend`` (``"auto"``: Triton on CUDA when installed, else torch)."""
+    if backend not in BACKENDS:
+        msg = f"Unknown network backend {backend!r}; use one of {list(BACKENDS)}."
+        raise ValueError(msg)
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and triton_usable(device) else "torch"
+    if backend == "triton" and not triton_usable(device):
+        msg = (
+            "backend='triton' needs the `triton` package and a CUDA device (or TRITON_INTERPRET=1 for CPU "
+            "testing); install it with `pip install triton` or use backend='torch'."
+        )
+        raise ValueError(msg)
+    return backend
+
+
+def check_filtration(filtration: str) -> None:
+    """A clear error for an unknown filtration."""
+    if filtration not in FILTRATIONS:
+        msg = f"Unknown filtration {filtration!r}; use 'threshold', 'top_k' or 'none'."
+        raise ValueError(msg)
+
+
+def filter_block(block: torch.Tensor, *, filtration: str, threshold: float, top_k: int) -> sp.csr_matrix:
+    """Filter a dense ``[rows, G]`` block of a network (see :func:`attention_network`) into CSR float32."""
+    if filtration == "threshold":
+        block = torch.where(block >= threshold, block, torch.zeros((), device=block.device))
+    elif filtration == "top_k":
+        vals, idx = block.topk(min(top_k, block.shape[1]), dim=1)
+        block = torch.zeros_like(block).scatter_(1, idx, vals)
+    return sp.csr_matrix(block.cpu().numpy().astype(np.float32))
+
+
+def place_network(net: sp.csr_matrix, positions: np.ndarray, n: int) -> sp.csr_matrix:
+    """``net`` ``[G, G]`` as an ``n × n`` CSR float32 whose row and column ``positions[i]`` are row/column ``i`` of ``net``.
+
+    ``positions`` are distinct. Rows are gathered in position order, column indices renumbered in place and sorted
+    per row: one copy of the edges (a genome-wide network can hold hundreds of millions), no COO detour.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    order = np.argsort(positions, kind="stable")
+    out = net.copy() if np.array_equal(order, np.arange(len(order))) else net[order]
+    if out.dtype != np.float32:
+        out = out.astype(np.float32)
+    idx_dtype = np.int32 if max(out.nnz, n) < 2**31 else np.int64
+    idx = out.indices.astype(idx_dtype, copy=False)
+    lookup = positions.astype(idx_dtype)
+    step = 1 << 24
+    for start in range(0, len(idx), step):
+        idx[start : start + step] = lookup[idx[start : start + step]]
+    lengths = np.zeros(n, dtype=idx_dtype)
+    lengths[positions[order]] = np.diff(out.indptr)
+    indptr = np.zeros(n + 1, dtype=idx_dtype)
+    np.cumsum(lengths, out=indptr[1:])
+    placed = sp.csr_matrix((out.data, idx, indptr), shape=(n, n), copy=False)
+    placed.has_sorted_indices = False
+    placed.sort_indices()
+    return placed
+
+
 def attention_network(
     q_mean: torch.Tensor,
     k_mean: torch.Tensor,
@@ -107,6 +181,7 @@ def attention_network(
     top_k: int = 20,
     block_rows: int = 1024,
     per_head: bool = False,
+    backend: Backend = "auto",
 ) -> sp.csr_matrix | np.ndarray:
     """Aggregate mean-Q/K attention into a gene × gene network.
 
@@ -127,15 +202,21 @@ def attention_network(
     top_k
         Edges per row for ``"top_k"``.
     block_rows
-        Rows of the network built at once (memory ``block_rows × N`` floats per head).
+        Rows of the network built at once by the torch backend (memory ``block_rows × N`` floats per head).
     per_head
         Return the dense per-head cube ``[G, G, n_heads]`` (for head selection on small gene sets)
-        instead of the aggregated sparse network.
+        instead of the aggregated sparse network (torch backend).
+    backend
+        ``"torch"``: row blocks with :func:`torch.softmax`; ``"triton"``: the fused kernels of
+        ``sc_print.grn._triton`` (softmax over key blocks, head average and filtration in one pass, output written
+        straight to CSR, no dense block at all); ``"auto"``: Triton on a CUDA device when installed, else torch.
+        Both give the same network (float32; an edge within float rounding of the threshold may differ).
 
     Returns
     -------
     ``[G, G]`` CSR float32 (``G = N - n_tokens``; row ``i`` = query gene), or the dense per-head cube.
     """
+    check_filtration(filtration)
     n_layers, n, nhead, hd = q_mean.shape
     g = n - n_tokens
     scale = hd**-0.5
@@ -150,33 +231,25 @@ def attention_network(
         return cube
     w = _head_weights(n_layers, nhead, heads, head_weights).to(q_mean.device)
     active = [(layer, h) for layer in range(n_layers) for h in range(nhead) if w[layer, h] > 0]
-    indptr, indices, data = [0], [], []
-    threshold = 1.0 / n
+    if resolve_backend(backend, q_mean.device) == "triton":
+        from ._triton import mean_qk_network
+
+        li = torch.tensor([a for a, _ in active], device=q_mean.device)
+        hi = torch.tensor([b for _, b in active], device=q_mean.device)
+        return mean_qk_network(
+            q_mean[li, :, hi],
+            k_mean[li, :, hi],
+            w[li, hi],
+            n_tokens=n_tokens,
+            filtration=filtration,
+            top_k=top_k,
+        )
+    chunks = []
     for start in range(n_tokens, n, block_rows):
         stop = min(start + block_rows, n)
         block = torch.zeros(stop - start, n, device=q_mean.device)
         for layer, h in active:
-            scores = (q_mean[layer, start:stop, h] @ k_mean[layer, :, h].T) * scale
+            scores = (q_mean[layer, start:stop, h].float() @ k_mean[layer, :, h].float().T) * scale
             block += w[layer, h] * torch.softmax(scores, dim=-1)
-        block = block[:, n_tokens:]
-        if filtration == "threshold":
-            block = torch.where(block >= threshold, block, torch.zeros((), device=block.device))
-        elif filtration == "top_k":
-            k = min(top_k, g)
-            vals, idx = block.topk(k, dim=1)
-            block = torch.zeros_like(block).scatter_(1, idx, vals)
-        elif filtration != "none":
-            msg = f"Unknown filtration {filtration!r}; use 'threshold', 'top_k' or 'none'."
-            raise ValueError(msg)
-        chunk = sp.csr_matrix(block.cpu().numpy().astype(np.float32))
-        indices.append(chunk.indices)
-        data.append(chunk.data)
-        indptr.extend((chunk.indptr[1:] + indptr[-1]).tolist())
-    return sp.csr_matrix(
-        (
-            np.concatenate(data) if data else np.zeros(0, np.float32),
-            np.concatenate(indices) if indices else np.zeros(0, np.int32),
-            np.asarray(indptr),
-        ),
-        shape=(g, g),
-    )
+        chunks.append(filter_block(block[:, n_tokens:], filtration=filtration, threshold=1.0 / n, top_k=top_k))
+    return stack_rows(chunks, g)

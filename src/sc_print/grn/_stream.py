@@ -1,4 +1,4 @@
-"""Stream the cells of a group through a model and accumulate the per-gene mean Q and K of chosen layers."""
+"""Stream the cells of a group through a model; accumulate per-gene mean Q and K, or per-cell attention maps."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ from sc_print._runtime import inference_mode
 from sc_print.data import cell_hashes, cell_seeds, iter_row_chunks, iter_tokens
 
 from ._aggregate import QKAccumulator
+from ._mean_attention import AttentionAccumulator
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sc_print.data import CountInputs
     from sc_print.nn import ScPrintNet
+
+    from ._aggregate import Backend
 
 
 def row_hashes(inputs: CountInputs, rows: np.ndarray, *, chunk_size: int = 4096) -> np.ndarray:
@@ -108,15 +113,85 @@ def accumulate_qk(
     The filled :class:`QKAccumulator` (slot ``T + j`` is mapped gene ``j``).
     """
     cfg = net.config
-    mapper = inputs.mapping.mapper
     acc = QKAccumulator(
         n_tokens=net.n_cell_tokens,
-        n_genes=mapper.n_genes,
+        n_genes=inputs.mapping.mapper.n_genes,
         layers=layers,
         nhead=cfg.nhead,
         head_dim=cfg.d_model // cfg.nhead,
         device=device,
     )
+    _stream(
+        net, inputs, rows, acc, positions=positions, layers=layers, max_len=max_len, n_repeats=n_repeats,
+        seed=seed, batch_size=batch_size, device=device, dtype=dtype, description=description,
+    )  # fmt: skip
+    return acc
+
+
+def accumulate_attention(
+    net: ScPrintNet,
+    inputs: CountInputs,
+    rows: np.ndarray,
+    *,
+    positions: np.ndarray | None,
+    layers: list[int],
+    max_len: int,
+    n_repeats: int,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    heads: Sequence[tuple[int, int]] | None = None,
+    head_weights: Sequence[float] | None = None,
+    backend: Backend = "auto",
+    description: str = "",
+) -> AttentionAccumulator:
+    """Run the cells ``rows`` through ``net`` and sum their head-averaged attention maps (``mean_attention``).
+
+    The same cells, contexts and batches as :func:`accumulate_qk` (see there for the parameters); ``heads`` /
+    ``head_weights`` (layer positions index ``layers``) are averaged while accumulating, and ``backend`` picks the
+    torch or Triton kernels (see :class:`~sc_print.grn.AttentionAccumulator`).
+
+    Returns
+    -------
+    The filled accumulator (its rows cover the cell tokens then the ``positions``, or every mapped gene).
+    """
+    acc = AttentionAccumulator(
+        n_tokens=net.n_cell_tokens,
+        n_genes=inputs.mapping.mapper.n_genes,
+        layers=layers,
+        nhead=net.config.nhead,
+        heads=heads,
+        head_weights=head_weights,
+        genes=positions,
+        device=device,
+        backend=backend,
+    )
+    _stream(
+        net, inputs, rows, acc, positions=positions, layers=layers, max_len=max_len, n_repeats=n_repeats,
+        seed=seed, batch_size=batch_size, device=device, dtype=dtype, description=description,
+    )  # fmt: skip
+    return acc
+
+
+def _stream(
+    net: ScPrintNet,
+    inputs: CountInputs,
+    rows: np.ndarray,
+    acc: QKAccumulator | AttentionAccumulator,
+    *,
+    positions: np.ndarray | None,
+    layers: list[int],
+    max_len: int,
+    n_repeats: int,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    description: str,
+) -> None:
+    """Feed the batches of ``rows`` through ``net`` with ``acc`` as the Q/K hook."""
+    mapper = inputs.mapping.mapper
     vocab_sorted = torch.as_tensor(mapper.vocab_idx, device=device)
     repeats = 1 if positions is not None else n_repeats
     with inference_mode(net, device, dtype):
@@ -144,4 +219,3 @@ def accumulate_qk(
                     decode=False,
                     classify=False,
                 )
-    return acc

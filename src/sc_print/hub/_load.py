@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -107,6 +108,8 @@ def load_model(
             raise FileNotFoundError(msg)
         model = _load_saved(folder)
         model.metadata_.setdefault("name", DEFAULT_MODEL_NAME)
+        if (folder / "calibration.json").is_file():  # abstention thresholds (scripts/calibrate_default_model.py)
+            model.metadata_.setdefault("calibration", json.loads((folder / "calibration.json").read_text()))
     else:
         path = Path(name_or_path).expanduser()
         if path.is_dir():

@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-from sc_print._runtime import inference_mode, resolve_dtype, resolve_seed
 from sc_print._device import resolve_device
+from sc_print._runtime import inference_mode, resolve_dtype, resolve_seed
 from sc_print._validation import check_positive_int, resolve_adata
 from sc_print.data import (
     CONTEXT_MODES,

@@ -19,8 +19,10 @@ from sc_print.nn import ScPrintConfig, ScPrintNet
 from sc_print.ontology import LabelHierarchy, label_key
 
 from ._constants import REGISTRY_KEYS
+from ._finetune import FinetuneMixin
 from ._inference import ScPrintInferenceMixin
 from ._module import ScPrintModule
+from ._perturb import ScPrintPerturbMixin
 from ._save_load import SaveLoadMixin
 from ._training import ScPrintDataSplitter, ScPrintTrainingPlan
 
@@ -37,7 +39,9 @@ def _adata_gene_ids(adata: AnnData, organism: str | None = None) -> np.ndarray:
     return data_gene_ids(adata, organism)[0]
 
 
-class ScPrint(ScPrintInferenceMixin, SaveLoadMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class ScPrint(
+    ScPrintInferenceMixin, ScPrintPerturbMixin, FinetuneMixin, SaveLoadMixin, UnsupervisedTrainingMixin, BaseModelClass
+):
     """scPRINT single-cell foundation model as an scvi-tools model.
 
     Build it on an AnnData registered with :meth:`setup_anndata`, pretrain it with :meth:`train`, and use it

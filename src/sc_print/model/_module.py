@@ -82,6 +82,10 @@ class ScPrintModule(BaseModuleClass):
         self.register_buffer("_col_to_u", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("_u_vocab", torch.zeros(0, dtype=torch.long), persistent=False)
         self._label_lookup: dict[str, torch.Tensor] = {}
+        # fine-tuning (sc_print.model.ScPrint.finetune): weight of denoising + bottleneck, batch adversary
+        self.ssl_scale = 1.0
+        self.batch_adversary: torch.nn.Module | None = None
+        self.adversary_scale = 0.0
 
     # ------------------------------------------------------------------ data mapping
     def set_data_mapping(self, col_vocab: np.ndarray, label_lookup: dict[str, np.ndarray]) -> None:
@@ -154,7 +158,7 @@ class ScPrintModule(BaseModuleClass):
         self, cell_tokens: torch.Tensor, gene_idx: torch.Tensor, context_total: torch.Tensor, depth: torch.Tensor
     ) -> dict[str, Any]:
         """Bottleneck pass: decode the profile from the cell tokens alone."""
-        if self.generate_scale <= 0:
+        if self.generate_scale <= 0 or self.ssl_scale <= 0:
             return {"gen": None}
         return {"gen": self.net.generate(cell_tokens, gene_idx, context_total, req_depth=depth)}
 
@@ -165,12 +169,12 @@ class ScPrintModule(BaseModuleClass):
         out, expr = inference_outputs["out"], inference_outputs["expr"]
         per_cell = -self._per_cell_loglik(expr, out)
         denoise = expression_loss(expr, out.mu, out.theta, out.pi_logits)
-        total = denoise
+        total = self.ssl_scale * denoise
         metrics: dict[str, torch.Tensor] = {"denoise": denoise.detach()}
         gen = generative_outputs.get("gen")
         if gen is not None:
             gen_loss = expression_loss(expr, gen.mu, gen.theta, gen.pi_logits)
-            total = total + self.generate_scale * gen_loss
+            total = total + self.ssl_scale * self.generate_scale * gen_loss
             metrics["generate"] = gen_loss.detach()
         if self.config.labels:
             cls = out.cell_tokens.new_zeros(())
@@ -190,6 +194,11 @@ class ScPrintModule(BaseModuleClass):
             con = contrastive_loss(self.net.embed(out.cell_tokens), inference_outputs["emb2"], self.temperature)
             total = total + self.contrastive_scale * con
             metrics["contrastive"] = con.detach()
+        if self.batch_adversary is not None and REGISTRY_KEYS.BATCH_KEY in tensors:
+            batch = tensors[REGISTRY_KEYS.BATCH_KEY].view(-1).long()
+            adv = torch.nn.functional.cross_entropy(self.batch_adversary(self.net.embed(out.cell_tokens)), batch)
+            total = total + self.adversary_scale * adv
+            metrics["batch_adversary"] = adv.detach()
         return LossOutput(loss=total, reconstruction_loss=per_cell, extra_metrics=metrics)
 
     @staticmethod

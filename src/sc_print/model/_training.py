@@ -87,6 +87,15 @@ class ScPrintTrainingPlan(TrainingPlan):
         ]
         return [optimizer], schedulers
 
+    def compute_and_log_metrics(self, loss_output: Any, metrics: dict[str, Any], mode: str) -> None:
+        """scvi-tools' metric logging under ``torch.no_grad`` rather than ``torch.inference_mode``.
+
+        With DDP, Lightning all-reduces the logged values in place at the end of an epoch, which inference tensors
+        forbid (scvi-tools decorates this method with ``torch.inference_mode``).
+        """
+        with torch.no_grad():
+            TrainingPlan.compute_and_log_metrics.__wrapped__(self, loss_output, metrics, mode)
+
 
 def _first(items: list) -> Any:
     """Collate the single already-batched item into tensors (module level: picklable)."""
@@ -114,12 +123,18 @@ class ScPrintDataSplitter(DataSplitter):
         if self.cell_weights is None:
             return super().train_dataloader()
         weights = torch.as_tensor(np.asarray(self.cell_weights)[self.train_idx], dtype=torch.double)
+        kwargs = {k: v for k, v in self.data_loader_kwargs.items() if k not in ("batch_size", "shuffle")}
+        num_samples, generator = len(self.train_idx), None
+        if kwargs.pop("distributed_sampler", False) and torch.distributed.is_initialized():
+            # DDP: each process draws its share of the epoch, from its own stream (ranks share the global seed)
+            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+            num_samples = -(-num_samples // world)
+            generator = torch.Generator().manual_seed(int(torch.initial_seed()) + rank)
         sampler = BatchSampler(
-            WeightedRandomSampler(weights, num_samples=len(self.train_idx), replacement=True),
+            WeightedRandomSampler(weights, num_samples=num_samples, replacement=True, generator=generator),
             batch_size=self.data_loader_kwargs.get("batch_size", 128),
             drop_last=self.drop_last,
         )
-        kwargs = {k: v for k, v in self.data_loader_kwargs.items() if k not in ("batch_size", "shuffle")}
         # scvi's loader keeps torch's automatic batching (batch_size=1) when given a sampler: unwrap it
         kwargs["collate_fn"] = _first
         return self.data_loader_cls(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
+from sc_print._distributed import DOC_PARALLEL, check_parallel
+from sc_print._distributed import denoise_cells as parallel_denoise_cells
 from sc_print._keys import Key, denoise_keys
 from sc_print._resolve import resolve_run
 from sc_print._runtime import dtype_name, resolve_dtype, resolve_seed
@@ -31,7 +34,11 @@ logger = logging.getLogger(__name__)
 
 
 @doc_params(
-    counts_input=DOC_COUNTS_INPUT, run_options=DOC_RUN_OPTIONS, mod_copy=DOC_MOD_COPY, determinism=DOC_DETERMINISM
+    counts_input=DOC_COUNTS_INPUT,
+    run_options=DOC_RUN_OPTIONS,
+    mod_copy=DOC_MOD_COPY,
+    determinism=DOC_DETERMINISM,
+    parallel=DOC_PARALLEL,
 )
 def denoise(
     adata: AnnData | MuData,
@@ -47,6 +54,9 @@ def denoise(
     accelerator: str = "auto",
     device: int | str = "auto",
     dtype: torch.dtype | str | None = None,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
     rng: RngLike = 0,
     key_added: str = Key.layers.denoised,
     mod: str = "rna",
@@ -88,6 +98,7 @@ def denoise(
         ``"nb_mean"``: the negative-binomial mean ``mu``; ``"zinb_mean"``: ``mu * (1 - sigmoid(pi))`` (needs a
         ZINB decoder).
     {run_options}
+    {parallel}
     rng
         Integer seed of the per-cell draws of ``genes="expressed"`` (a :class:`numpy.random.Generator` or
         ``None`` draws one); the seed used is recorded in ``params``.
@@ -144,6 +155,9 @@ def denoise(
             raise ValueError(msg)
     seed = resolve_seed(rng)
     data = resolve_adata(adata, mod)
+    par = check_parallel(
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, device=device
+    )
 
     # ---- model
     model_name = model if isinstance(model, str) else None
@@ -153,7 +167,8 @@ def denoise(
         logger.warning("The model has an MSE expression decoder: the denoised values are its predicted means.")
 
     # ---- the computation (validates counts and genes; nothing written)
-    result = model.denoise_cells(
+    cells = model.denoise_cells if par is None else partial(parallel_denoise_cells, par, model)
+    result = cells(
         data,
         layer=layer,
         genes=genes,
@@ -181,6 +196,9 @@ def denoise(
             accelerator=accelerator,
             device=device,
             dtype=dtype_name(compute_dtype),
+            devices=None if par is None else devices,
+            num_nodes=None if par is None else num_nodes,
+            strategy=None if par is None else par.strategy,
             rng=seed,
             key_added=keys.layer,
             mod=mod,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from sc_print._distributed import DOC_PARALLEL, check_parallel
+from sc_print._distributed import embed_cells as parallel_embed_cells
 from sc_print._keys import PREFIX, check_key, embed_keys
 from sc_print._resolve import resolve_run
 from sc_print._runtime import dtype_name, resolve_dtype, resolve_seed
@@ -50,7 +53,19 @@ def _accuracy(hierarchy: LabelHierarchy, pred: np.ndarray, truth: np.ndarray, co
     known = ~unknown_mask(truth)
     n = int(known.sum())
     correct = hierarchy.is_correct(pred[known], truth[known]) if n else np.zeros(0, dtype=bool)
-    return {"column": column, "accuracy": float(correct.mean()) if n else float("nan"), "n_cells": n}
+    classes = set(hierarchy.classes)
+    unseen = pd.Series([str(v) for v in truth[known] if str(v) not in classes], dtype=object).value_counts()
+    if len(unseen) and label_ontology(hierarchy.label) is None:
+        logger.warning(
+            "%d cell(s) of `.obs[%r]` have labels the %r classifier never saw (counted as wrong): %s.",
+            int(unseen.sum()),
+            column,
+            hierarchy.label,
+            dict(unseen.head(10)),
+        )
+    record = {"column": column, "accuracy": float(correct.mean()) if n else float("nan"), "n_cells": n}
+    record["unseen_labels"] = {str(k): int(v) for k, v in unseen.items()}
+    return record
 
 
 def _as_list(value: str | Sequence[str] | None, name: str) -> list[str] | None:
@@ -65,7 +80,11 @@ def _as_list(value: str | Sequence[str] | None, name: str) -> list[str] | None:
 
 
 @doc_params(
-    counts_input=DOC_COUNTS_INPUT, run_options=DOC_RUN_OPTIONS, mod_copy=DOC_MOD_COPY, determinism=DOC_DETERMINISM
+    counts_input=DOC_COUNTS_INPUT,
+    run_options=DOC_RUN_OPTIONS,
+    mod_copy=DOC_MOD_COPY,
+    determinism=DOC_DETERMINISM,
+    parallel=DOC_PARALLEL,
 )
 def embed(
     adata: AnnData | MuData,
@@ -78,11 +97,15 @@ def embed(
     max_len: int = 2000,
     genes: Sequence[str] | None = None,
     truth: Mapping[str, str] | None = None,
+    min_confidence: float | None = None,
     gene_embeddings: bool = False,
     batch_size: int = 64,
     accelerator: str = "auto",
     device: int | str = "auto",
     dtype: torch.dtype | str | None = None,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
     rng: RngLike = 0,
     key_added: str = PREFIX,
     mod: str = "rna",
@@ -127,9 +150,16 @@ def embed(
         ``{label: .obs column}`` of ground-truth labels (ontology ids, or readable ontology names): the
         hierarchy-aware accuracy is recorded in ``.uns`` (a leaf prediction counts as correct for a coarser true
         label it descends from; unknown truths are skipped).
+    min_confidence
+        Cells whose predicted leaf has a lower probability are labelled ``"unknown"`` (their confidence and
+        probabilities are still written). ``None``: the model's calibrated default
+        (:meth:`~sc_print.model.ScPrint.abstain`: a threshold set on held-out cells at fine-tuning, plus a novelty
+        test that also sends cells unlike the calibration cells to ``"unknown"``; no abstention for a model
+        without calibration). A number uses that threshold alone; ``0`` never abstains.
     gene_embeddings
         Also average the last-layer output of every gene over the cells (``.varm['scprint_gene_emb']``).
     {run_options}
+    {parallel}
     rng
         Integer seed of the per-cell gene sampling of ``"random_expr"`` (a :class:`numpy.random.Generator` or
         ``None`` draws one); the seed used is recorded in ``params``.
@@ -147,7 +177,8 @@ def embed(
     ``.obsm['X_scprint_<label>']`` : :class:`numpy.ndarray` (``n_obs`` x ``d_model``)
         The output token of each label in ``labels``.
     ``.obs['scprint_pred_<label>']`` : categorical
-        Predicted leaf of each label with a classifier, as a readable (ontology) name.
+        Predicted leaf of each label with a classifier, as a readable (ontology) name, or ``"unknown"`` where
+        the model abstains (see ``min_confidence``).
     ``.obs['scprint_pred_<label>_id']`` : categorical
         The same prediction as an ontology id.
     ``.obs['scprint_conf_<label>']`` : float
@@ -157,8 +188,10 @@ def embed(
     ``.uns['scprint_embed']`` (``.uns[f'{key_added}_embed']`` for another ``key_added``) : dict
         ``params`` (the call), ``model`` (name, checksum, size), ``embedding_tokens``, ``obsm_keys``,
         ``labels``, ``proba_columns`` (leaf ids of the probability columns) and ``proba_names``, ``context``,
-        ``n_genes_mapped``, ``gene_ids``, ``depth``, ``counts`` and, with ``truth``, ``accuracy``
-        (``{label: {"column", "accuracy", "n_cells"}}``).
+        ``n_genes_mapped``, ``gene_ids``, ``depth``, ``counts``, ``abstention`` (per label: ``min_confidence``,
+        its ``source``, ``n_low_confidence``, ``n_novel``, ``n_unknown``) and, with ``truth``, ``accuracy``
+        (``{label: {"column", "accuracy", "n_cells", "unseen_labels"}}``; truth labels the classifier does not
+        know are counted and, for labels outside an ontology, warned about).
     ``.varm['scprint_gene_emb']`` : :class:`numpy.ndarray` (``n_vars`` x ``d_model``), with ``gene_embeddings``
         Contextual gene embedding: the last-layer output of each gene averaged over the cells whose context
         held it (NaN for genes never in context or not in the vocabulary).
@@ -191,10 +224,20 @@ def embed(
     if truth is not None and not isinstance(truth, Mapping):
         msg = f"`truth` must be a dict {{label: .obs column}}, got {type(truth).__name__}."
         raise TypeError(msg)
+    if min_confidence is not None and (
+        isinstance(min_confidence, bool)
+        or not isinstance(min_confidence, int | float | np.number)
+        or not 0 <= min_confidence <= 1
+    ):
+        msg = f"`min_confidence` must be a number in [0, 1] or None (calibrated default), got {min_confidence!r}."
+        raise ValueError(msg)
     labels_list = _as_list(labels, "labels")
     embedding_list = _as_list(embedding_labels, "embedding_labels")
     seed = resolve_seed(rng)
     data = resolve_adata(adata, mod)
+    par = check_parallel(
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, device=device
+    )
 
     # ---- model and labels
     model_name = model if isinstance(model, str) else None
@@ -214,7 +257,8 @@ def embed(
     truth_ids = {label: _truth_ids(hierarchies[label], data.obs[column], column) for label, column in truth.items()}
 
     # ---- one pass of the model over the cells (validates counts and genes; nothing written)
-    result = model.embed_cells(
+    cells = model.embed_cells if par is None else partial(parallel_embed_cells, par, model)
+    result = cells(
         data,
         layer=layer,
         labels=labels_list,
@@ -235,6 +279,10 @@ def embed(
 
     # ---- summaries computed before writing
     predictions = {label: result.proba[label].argmax(1) for label in pred_labels}
+    abstention = {
+        label: model.abstain(label, result.proba[label], result.tokens.get(label), min_confidence=min_confidence)
+        for label in pred_labels
+    }
     accuracy = {
         label: _accuracy(hierarchies[label], predictions[label], truth_ids[label], column)
         for label, column in truth.items()
@@ -265,8 +313,12 @@ def embed(
         names = model.label_names(label)
         name_values = np.asarray(names, dtype=object)[pred]
         id_values = np.asarray(hierarchy.leaves, dtype=object)[pred]
-        out.obs[keys.pred[label]] = pd.Categorical(name_values, categories=names).remove_unused_categories()
-        out.obs[keys.pred_id[label]] = pd.Categorical(id_values, categories=hierarchy.leaves).remove_unused_categories()
+        unknown = abstention[label][0]
+        name_values[unknown] = id_values[unknown] = "unknown"
+        name_cats = [*names, "unknown"] if "unknown" not in names else names
+        id_cats = [*hierarchy.leaves, "unknown"] if "unknown" not in hierarchy.leaves else hierarchy.leaves
+        out.obs[keys.pred[label]] = pd.Categorical(name_values, categories=name_cats).remove_unused_categories()
+        out.obs[keys.pred_id[label]] = pd.Categorical(id_values, categories=id_cats).remove_unused_categories()
         out.obs[keys.conf[label]] = proba[np.arange(len(pred)), pred]
         out.obsm[keys.proba[label]] = pd.DataFrame(proba, index=out.obs_names.copy(), columns=names)
         for kind, key in (
@@ -296,11 +348,15 @@ def embed(
             max_len=max_len,
             genes=None if genes is None else [str(g) for g in genes],
             truth=truth or None,
+            min_confidence=min_confidence,
             gene_embeddings=gene_embeddings,
             batch_size=batch_size,
             accelerator=accelerator,
             device=device,
             dtype=dtype_name(compute_dtype),
+            devices=None if par is None else devices,
+            num_nodes=None if par is None else num_nodes,
+            strategy=None if par is None else par.strategy,
             rng=seed,
             key_added=key_added,
             mod=mod,
@@ -316,6 +372,7 @@ def embed(
     if pred_labels:
         record["proba_columns"] = {label: list(hierarchies[label].leaves) for label in pred_labels}
         record["proba_names"] = {label: model.label_names(label) for label in pred_labels}
+        record["abstention"] = {label: info for label, (_, info) in abstention.items()}
     if accuracy:
         record["accuracy"] = accuracy
     out.uns[keys.uns] = record

@@ -5,24 +5,34 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
+from sc_print._distributed import DOC_PARALLEL, Parallel, check_parallel
+from sc_print._distributed import accumulate_qk as parallel_accumulate_qk
 from sc_print._keys import Key, check_key, grn_keys, group_name_map
 from sc_print._networks import ORIENTATIONS, Orientation
 from sc_print._resolve import resolve_run
 from sc_print._runtime import dtype_name, resolve_dtype, resolve_seed
-from sc_print._utils import log_written, model_record
+from sc_print._utils import doc_params, log_written, model_record
 from sc_print._validation import check_positive_int, resolve_adata
 from sc_print.data import genes_from_names, hvg_positions, iter_row_chunks, load_counts
-from sc_print.grn import accumulate_qk, attention_network, select_cells
+from sc_print.grn import (
+    accumulate_attention,
+    accumulate_qk,
+    attention_network,
+    mean_attention_network,
+    place_network,
+    select_cells,
+)
 
 from ._common import output_target, params_record
 
 if TYPE_CHECKING:
+    import scipy.sparse as sp
     import torch
     from anndata import AnnData
     from mudata import MuData
@@ -37,6 +47,7 @@ GeneSelection = Literal["hvg", "expressed", "genome_wide"]
 GENE_SELECTIONS: tuple[str, ...] = ("hvg", "expressed", "genome_wide")
 FILTRATIONS: tuple[str, ...] = ("threshold", "top_k", "none")
 CELL_SELECTIONS: tuple[str, ...] = ("deepest", "random")
+AGGREGATIONS: tuple[str, ...] = ("mean_qk", "mean_attention")
 #: group name used when ``groupby=None``
 ALL = "all"
 
@@ -52,6 +63,7 @@ class Run:
     device: torch.device
     dtype: torch.dtype
     seed: int
+    parallel: Parallel | None = None
 
 
 def resolve(
@@ -161,13 +173,9 @@ def layer_list(n_layers: int, layers: Sequence[int] | None) -> list[int]:
 
 def to_var_space(net_genes: sp.csr_matrix, genes_seen: np.ndarray, run: Run, orientation: str) -> sp.csr_matrix:
     """Place a ``[G, G]`` network over seen genes into an ``n_vars × n_vars`` CSR (rows = source)."""
-    coo = net_genes.tocoo()
-    var_pos = run.counts.mapping.first_col[genes_seen]
-    rows, cols = var_pos[coo.row], var_pos[coo.col]
     if orientation == "key_is_source":
-        rows, cols = cols, rows
-    n = run.adata.n_vars
-    return sp.csr_matrix((coo.data.astype(np.float32), (rows, cols)), shape=(n, n))
+        net_genes = net_genes.T.tocsr()
+    return place_network(net_genes, run.counts.mapping.first_col[genes_seen], run.adata.n_vars)
 
 
 def attention_of(
@@ -181,15 +189,36 @@ def attention_of(
     n_repeats: int,
     batch_size: int,
     description: str,
+    aggregation: str = "mean_qk",
     **options: Any,
 ) -> tuple[Any, np.ndarray, np.ndarray | None]:
-    """Attention network of ``cells`` from their per-gene mean Q and K.
+    """Attention network of ``cells`` from their per-gene mean Q and K (or their mean attention).
 
-    Returns the network (:func:`~sc_print.grn.attention_network` with ``options``), the positions (in the mapped
+    Returns the network (:func:`~sc_print.grn.attention_network` with ``options``, or
+    :func:`~sc_print.grn.mean_attention_network` for ``aggregation="mean_attention"``), the positions (in the mapped
     genes) of the genes it covers, in its row order, and the fixed context (``None`` for genome-wide).
     """
     context = fixed_context(run, cells, genes, n_genes=n_genes)
-    acc = accumulate_qk(
+    if aggregation == "mean_attention":
+        att = accumulate_attention(
+            run.model.net,
+            run.counts,
+            cells,
+            positions=context,
+            layers=layers,
+            max_len=max_len,
+            n_repeats=n_repeats,
+            seed=run.seed,
+            batch_size=batch_size,
+            device=run.device,
+            dtype=run.dtype,
+            heads=options.pop("heads", None),
+            head_weights=options.pop("head_weights", None),
+            description=description,
+        )
+        return mean_attention_network(att, **options), att.seen, context
+    accumulate = accumulate_qk if run.parallel is None else partial(parallel_accumulate_qk, run.parallel)
+    acc = accumulate(
         run.model.net,
         run.counts,
         cells,
@@ -209,6 +238,7 @@ def attention_of(
 
 
 # ---------------------------------------------------------------------------------------------------- grn
+@doc_params(parallel=DOC_PARALLEL)
 def grn(
     adata: AnnData | MuData,
     *,
@@ -228,11 +258,15 @@ def grn(
     heads_key: str = Key.uns.heads,
     filtration: Literal["threshold", "top_k", "none"] = "threshold",
     top_k: int = 20,
+    aggregation: Literal["mean_qk", "mean_attention"] = "mean_qk",
     orientation: Orientation = "query_is_source",
     batch_size: int = 16,
     accelerator: str = "auto",
     device: int | str = "auto",
     dtype: torch.dtype | str | None = None,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
     rng: RngLike = 0,
     key_added: str = "scprint_grn",
     mod: str = "rna",
@@ -288,6 +322,12 @@ def grn(
         each source; ``"none"``: every edge.
     top_k
         Targets kept per source with ``filtration="top_k"``.
+    aggregation
+        ``"mean_qk"`` (the reference): ``softmax(Q̄ K̄ᵀ/√d)`` of the per-gene mean queries and keys;
+        ``"mean_attention"``: the exact mean over the group's cells of each cell's attention
+        ``softmax(q_c k_cᵀ/√d)`` (head-averaged while streaming; memory one dense ``(T + G)²`` float32 matrix,
+        ``G`` the context genes, or every mapped gene for ``"genome_wide"``). On CUDA both run as Triton
+        kernels when ``triton`` is installed (see :doc:`/gpu`), else in torch.
     orientation
         ``"query_is_source"`` (rows = the attending gene, the reference's raw matrix) or ``"key_is_source"``.
     batch_size
@@ -296,6 +336,7 @@ def grn(
         Where the model runs (``"auto"``: CUDA when available).
     dtype
         Autocast dtype (``None``: bfloat16 on CUDA, float32 on CPU).
+    {parallel}
     rng
         Integer seed of the cell and gene sampling (a Generator or ``None`` draws one; the seed used is
         recorded).
@@ -329,6 +370,9 @@ def grn(
     if cell_selection not in CELL_SELECTIONS:
         msg = f"Unknown cell_selection {cell_selection!r}; use one of {list(CELL_SELECTIONS)}."
         raise ValueError(msg)
+    if aggregation not in AGGREGATIONS:
+        msg = f"Unknown aggregation {aggregation!r}; use one of {list(AGGREGATIONS)}."
+        raise ValueError(msg)
     gene_selection = check_gene_selection(genes)
     n_cells = check_positive_int(n_cells, "n_cells", allow_none=True)
     min_cells = check_positive_int(min_cells, "min_cells")
@@ -347,6 +391,12 @@ def grn(
             msg = f"`heads` must be a list of (layer, head) pairs, got {heads!r}."
             raise ValueError(msg)
     seed = resolve_seed(rng)
+    par = check_parallel(
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, device=device
+    )
+    if par is not None and aggregation != "mean_qk":
+        msg = f"Several processes (devices={devices}) need aggregation='mean_qk', got {aggregation!r}."
+        raise ValueError(msg)
     source = resolve_adata(adata, mod)
     groups_rows = cell_groups(source, groupby, groups)
     stored = {g: g for g in groups_rows} if groupby is None else group_name_map(groups_rows, groupby=groupby)
@@ -364,6 +414,7 @@ def grn(
 
     # ---- model, counts, heads
     run = resolve(source, model=model, layer=layer, accelerator=accelerator, device=device, dtype=dtype, seed=seed)
+    run.parallel = par
     n_layers, nhead = run.model.net.config.nlayers, run.model.net.config.nhead
     if heads == "selected":
         head_list, head_weights = stored_heads(source, heads_key)
@@ -407,6 +458,7 @@ def grn(
             head_weights=head_weights,
             filtration=filtration,
             top_k=top_k,
+            aggregation=aggregation,
         )
         networks[g] = to_var_space(net_genes, genes_seen, run, orientation)
         n_genes_out[g] = len(genes_seen)
@@ -443,7 +495,10 @@ def grn(
         accelerator=accelerator,
         device=device,
         dtype=dtype_name(run.dtype),
-        aggregation="mean_qk",
+        devices=None if par is None else devices,
+        num_nodes=None if par is None else num_nodes,
+        strategy=None if par is None else par.strategy,
+        aggregation=aggregation,
         rng=seed,
         key_added=key_added,
         mod=mod,

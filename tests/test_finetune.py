@@ -1,0 +1,333 @@
+"""ScPrint.finetune: new heads, lineage, save/load, calibrated abstention in sp.tl.embed, bad input."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import sc_print as sp
+
+FAST = {"max_steps": 3, "batch_size": 32, "warmup_steps": 1, "max_len": 64, "calibration_max_len": 64}
+
+
+def _toy_data(genes: pd.DataFrame, n: int = 200, seed: int = 42):
+    """Raw counts of three separable cell types in two batches (as ``toy_counts_adata``)."""
+    import anndata as ad
+    from scipy import sparse
+
+    gen = np.random.default_rng(seed)
+    cell_type = gen.integers(3, size=n)
+    batch = gen.integers(2, size=n)
+    means = np.tile(gen.lognormal(-1.0, 1.2, size=len(genes)), (3, 1))
+    for t in range(3):
+        means[t, t * 30 : (t + 1) * 30] *= 8.0
+    mu = means[cell_type] * gen.lognormal(0, 0.4, size=n)[:, None] * (1.0 + 0.3 * batch[:, None])
+    counts = gen.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(np.float32)
+    counts[counts.sum(1) == 0, 0] = 1.0
+    obs = pd.DataFrame(
+        {
+            "cell_type": pd.Categorical.from_codes(cell_type, categories=["B cell", "T cell", "monocyte"]),
+            "batch": pd.Categorical.from_codes(batch, categories=["batch_a", "batch_b"]),
+        },
+        index=[f"cell_{i:03d}" for i in range(n)],
+    )
+    return ad.AnnData(sparse.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=genes.index.astype(str)))
+
+
+@pytest.fixture(scope="module")
+def toy_data(toy_genes):
+    return _toy_data(toy_genes)
+
+
+@pytest.fixture(scope="module")
+def finetuned(toy_model, toy_data):
+    base = copy.deepcopy(toy_model)
+    before = {k: v.clone() for k, v in base.net.state_dict().items()}
+    data = toy_data.copy()
+    data.obs["line"] = data.obs["cell_type"].map({"B cell": "L1", "T cell": "L2", "monocyte": "L3"}).astype(str)
+    ft = base.finetune(data, labels_keys="line", batch_key="batch", heldout_fraction=0.2, **FAST)
+    return base, before, ft, data
+
+
+def _snapshot(adata) -> dict:
+    return {
+        "X": adata.X.toarray().copy(),
+        "obs": adata.obs.copy(),
+        "var": adata.var.copy(),
+        "uns": sorted(adata.uns.keys()),
+        "obsm": sorted(adata.obsm.keys()),
+    }
+
+
+def _same(adata, snap: dict) -> None:
+    np.testing.assert_array_equal(adata.X.toarray(), snap["X"])
+    pd.testing.assert_frame_equal(adata.obs, snap["obs"])
+    pd.testing.assert_frame_equal(adata.var, snap["var"])
+    assert sorted(adata.uns.keys()) == snap["uns"]
+    assert sorted(adata.obsm.keys()) == snap["obsm"]
+
+
+# ---------------------------------------------------------------------------------------------- the new model
+def test_finetune_returns_new_model_and_leaves_base(finetuned):
+    base, before, ft, _ = finetuned
+    assert ft is not base
+    assert ft.module is not base.module
+    for key, value in base.net.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+    assert "line" not in base.net.config.labels
+    assert list(ft.net.config.labels) == ["cell_type", "line"]  # base label kept, new head appended
+    assert ft.label_names("line") == ["L1", "L2", "L3"]
+    assert ft.is_trained_
+    assert ft.module.batch_adversary is None  # training-time part, not kept
+
+
+def test_finetune_lineage(finetuned):
+    base, _, ft, data = finetuned
+    record = ft.metadata_["finetune"]
+    assert record["base_model"]["name"] == base.metadata_.get("name", "custom")
+    assert len(record["base_model"]["sha256"]) == 64
+    assert record["base_model"]["sha256_of"].startswith("weights")  # built in memory: no file checksum
+    assert record["data"]["n_cells"] == data.n_obs
+    assert record["data"]["n_genes"] == data.n_vars
+    assert record["data"]["n_train_cells"] + record["data"]["n_heldout_cells"] == data.n_obs
+    assert set(record["data"]["labels"]["line"]) == {"L1", "L2", "L3"}
+    assert record["labels"]["line"]["classes"] == ["L1", "L2", "L3"]
+    assert record["steps"] == FAST["max_steps"]
+    assert {"train_loss", "classification_train", "batch_adversary_train", "denoise_train"} <= set(record["losses"])
+    assert record["trainable"][-1] == "transformer.blocks.1"
+
+
+def test_finetune_save_load_roundtrip(finetuned, tmp_path):
+    _, _, ft, _ = finetuned
+    ft.save(tmp_path / "ft")
+    loaded = sp.model.ScPrint.load(tmp_path / "ft")
+    assert loaded.metadata_["finetune"] == ft.metadata_["finetune"]
+    assert loaded.metadata_["calibration"]["line"]["min_confidence"] == ft.calibration("line")["min_confidence"]
+    assert loaded.label_names("line") == ft.label_names("line")
+    for key, value in ft.net.state_dict().items():
+        torch.testing.assert_close(loaded.net.state_dict()[key], value.cpu())
+
+
+def test_embed_writes_user_labels(finetuned, toy_data):
+    _, _, ft, _ = finetuned
+    query = toy_data[:40].copy()
+    sp.tl.embed(query, model=ft, max_len=64, min_confidence=0)
+    pred = query.obs["scprint_pred_line"]
+    assert set(pred.cat.categories) <= {"L1", "L2", "L3"}
+    assert query.obs["scprint_conf_line"].between(0, 1).all()
+    assert list(query.obsm["scprint_proba_line"].columns) == ["L1", "L2", "L3"]
+    assert query.uns["scprint_embed"]["abstention"]["line"]["n_unknown"] == 0
+
+
+def test_calibration_recorded_and_applied(finetuned, toy_data):
+    _, _, ft, _ = finetuned
+    cal = ft.calibration("line")
+    assert 0 <= cal["min_confidence"] < 1
+    assert cal["n_cells"] > 0
+    assert sum(b["n_cells"] for b in cal["bins"]) == cal["n_cells"]
+    assert cal["max_novelty"] > 0
+    assert len(cal["novelty"]["means"]) == 3
+    query = toy_data[:40].copy()
+    sp.tl.embed(query, model=ft, max_len=64)
+    info = query.uns["scprint_embed"]["abstention"]["line"]
+    assert info["source"] == "calibrated"
+    assert info["novelty_test"]
+    assert info["min_confidence"] == cal["min_confidence"]
+    unknown = query.obs["scprint_pred_line"] == "unknown"
+    assert int(unknown.sum()) == info["n_unknown"]
+    conf = query.obs["scprint_conf_line"]
+    assert (conf[~unknown] >= cal["min_confidence"]).all()
+
+
+def test_min_confidence_one_abstains_everywhere(finetuned, toy_data):
+    _, _, ft, _ = finetuned
+    query = toy_data[:20].copy()
+    sp.tl.embed(query, model=ft, max_len=64, min_confidence=1.0)
+    pred = query.obs["scprint_pred_line"]
+    assert (pred == "unknown").all()
+    assert "unknown" in pred.cat.categories
+    assert query.obs["scprint_pred_line_id"].eq("unknown").all()
+    assert query.obs["scprint_conf_line"].notna().all()  # confidence still written
+    assert query.uns["scprint_embed"]["abstention"]["line"]["source"] == "user"
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "high", True])
+def test_min_confidence_bad_value(finetuned, toy_data, value):
+    _, _, ft, _ = finetuned
+    query = toy_data[:10].copy()
+    snap = _snapshot(query)
+    with pytest.raises(ValueError, match="min_confidence"):
+        sp.tl.embed(query, model=ft, max_len=64, min_confidence=value)
+    _same(query, snap)
+
+
+def test_abstain_novelty_flags_far_cells(finetuned):
+    _, _, ft, _ = finetuned
+    cal = ft.calibration("line")
+    k = next(i for i, m in enumerate(cal["novelty"]["means"]) if m is not None)
+    mean = np.asarray(cal["novelty"]["means"][k])
+    proba = np.full((2, 3), 0.01)
+    proba[:, k] = 0.98
+    tokens = np.stack([mean, mean + 100.0])
+    mask, info = ft.abstain("line", proba, tokens)
+    assert mask.tolist() == [False, True]
+    assert info["n_novel"] == 1
+
+
+def test_query_with_unseen_labels_is_reported(finetuned, toy_data, caplog):
+    _, _, ft, _ = finetuned
+    query = toy_data[:30].copy()
+    query.obs["truth"] = ["L1"] * 10 + ["never_seen"] * 20
+    with caplog.at_level(logging.WARNING):
+        sp.tl.embed(query, model=ft, max_len=64, truth={"line": "truth"})
+    acc = query.uns["scprint_embed"]["accuracy"]["line"]
+    assert acc["unseen_labels"] == {"never_seen": 20}
+    assert "never saw" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------- options
+def test_ontology_labels_get_hierarchy_and_existing_head_is_refit(toy_model, toy_data):
+    data = toy_data.copy()
+    data.obs["cell_type"] = data.obs["cell_type"].map(
+        {"B cell": "CL:0000236", "T cell": "CL:0000084", "monocyte": "CL:0000576"}
+    )
+    ft = copy.deepcopy(toy_model).finetune(data, labels_keys="cell_type", heldout_fraction=0, **FAST)
+    assert list(ft.net.config.labels) == ["cell_type"]  # re-fitted, not duplicated
+    assert ft.hierarchies["cell_type"].n_parents > 0  # Cell Ontology parents: hierarchical loss
+    assert ft.metadata_["calibration"] == {}  # nothing held out, nothing calibrated
+
+
+def test_train_heads_freezes_trunk(toy_model, toy_data):
+    base = copy.deepcopy(toy_model)
+    data = toy_data.copy()
+    ft = base.finetune(data, labels_keys="cell_type", train="heads", heldout_fraction=0, **FAST)
+    for key, value in base.net.state_dict().items():
+        if key.startswith("transformer."):
+            torch.testing.assert_close(ft.net.state_dict()[key], value)
+    assert ft.metadata_["finetune"]["ssl_scale"] == 0.0
+    assert ft.metadata_["finetune"]["trainable"] == ["cls_decoders"]
+
+
+def test_finetune_split_is_seeded_and_stratified(toy_data):
+    from sc_print.model._finetune import _split
+
+    labels = toy_data.obs[["cell_type"]].astype(str)
+    a, b, c = _split(labels, 0.2, 3), _split(labels, 0.2, 3), _split(labels, 0.2, 4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    for value in labels["cell_type"].unique():  # every class held out in proportion
+        sel = labels["cell_type"].to_numpy() == value
+        assert a[sel].sum() == round(0.2 * sel.sum())
+
+
+def test_finetune_resumes_from_checkpoint(toy_model, toy_data, tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    opts = {**FAST, "max_steps": 2}
+    ckpt = ModelCheckpoint(dirpath=tmp_path, filename="{step}", every_n_train_steps=2, save_top_k=-1)
+    copy.deepcopy(toy_model).finetune(toy_data, labels_keys="cell_type", heldout_fraction=0, callbacks=[ckpt], **opts)
+    file = next(tmp_path.glob("step=2*.ckpt"))
+    opts["max_steps"] = 3
+    resumed = copy.deepcopy(toy_model).finetune(
+        toy_data, labels_keys="cell_type", heldout_fraction=0, ckpt_path=str(file), **opts
+    )
+    assert resumed.metadata_["finetune"]["steps"] == 3
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def test_missing_label_column(toy_model, toy_data):
+    snap = _snapshot(toy_data)
+    with pytest.raises(KeyError, match="not_there"):
+        toy_model.finetune(toy_data, labels_keys="not_there", **FAST)
+    with pytest.raises(KeyError, match="Batch column"):
+        toy_model.finetune(toy_data, labels_keys="cell_type", batch_key="nope", **FAST)
+    _same(toy_data, snap)
+
+
+def test_all_nan_labels(toy_model, toy_data):
+    data = toy_data.copy()
+    data.obs["empty"] = np.nan
+    snap = _snapshot(data)
+    with pytest.raises(ValueError, match="no usable label"):
+        toy_model.finetune(data, labels_keys="empty", **FAST)
+    _same(data, snap)
+
+
+def test_single_class(toy_model, toy_data):
+    data = toy_data.copy()
+    data.obs["one"] = "A"
+    with pytest.raises(ValueError, match="at least two"):
+        toy_model.finetune(data, labels_keys="one", **FAST)
+
+
+def test_rare_classes_warned_and_ignored(toy_model, toy_data, caplog):
+    data = toy_data.copy()
+    data.obs["lab"] = data.obs["cell_type"].astype(str)
+    data.obs.iloc[:2, data.obs.columns.get_loc("lab")] = "rare"
+    snap = _snapshot(data)
+    with caplog.at_level(logging.WARNING):
+        ft = copy.deepcopy(toy_model).finetune(data, labels_keys="lab", min_cells_per_class=5, **FAST)
+    assert "fewer than min_cells_per_class=5" in caplog.text
+    assert "rare" not in ft.label_names("lab")
+    _same(data, snap)
+
+
+def test_too_few_cells_per_class_everywhere(toy_model, toy_data):
+    data = toy_data[:12].copy()
+    with pytest.raises(ValueError, match="min_cells_per_class"):
+        toy_model.finetune(data, labels_keys="cell_type", min_cells_per_class=10, **FAST)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"train": "some"}, "Unknown train"),
+        ({"n_layers": 9}, "n_layers"),
+        ({"heldout_fraction": 0.95}, "heldout_fraction"),
+        ({"train": "heads", "batch_key": "batch"}, "train='heads'"),
+        ({"labels_keys": []}, "at least one"),
+    ],
+)
+def test_bad_options(toy_model, toy_data, kwargs, match):
+    opts = {"labels_keys": "cell_type", **FAST, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        toy_model.finetune(toy_data, **opts)
+
+
+def test_reserved_label_name(toy_model, toy_data):
+    data = toy_data.copy()
+    data.obs["cell"] = data.obs["cell_type"]
+    with pytest.raises(ValueError, match="'cell' or 'depth'"):
+        toy_model.finetune(data, labels_keys="cell", **FAST)
+
+
+# ---------------------------------------------------------------------------------------------- the default model
+def test_default_model_calibration_shipped_without_touching_weights():
+    import hashlib
+    import json
+    from pathlib import Path
+
+    folder = Path(sp.__file__).parent / "_resources" / "default_model"
+    card = json.loads((folder / "card.json").read_text())
+    assert hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest() == card["file"]["sha256"]
+    model = sp.load_model("default")
+    for label in ("cell_type", "assay"):
+        cal = model.calibration(label)
+        assert 0 < cal["min_confidence"] < 1
+        assert cal["max_novelty"] > 0
+        assert sum(b["n_cells"] for b in cal["bins"]) == cal["n_cells"]
+
+
+def test_default_model_abstains_on_bundled_cell_lines():
+    """PBMC cell types are not claimed for lung-cancer cell lines (the demo's data)."""
+    adata = sp.datasets.example()[:16].copy()
+    sp.tl.embed(adata, labels=["cell_type"], batch_size=16)
+    assert (adata.obs["scprint_pred_cell_type"] == "unknown").all()
+    info = adata.uns["scprint_embed"]["abstention"]["cell_type"]
+    assert info["n_unknown"] == 16
+    assert adata.obs["scprint_conf_cell_type"].notna().all()
