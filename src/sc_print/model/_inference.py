@@ -400,8 +400,8 @@ class ScPrintInferenceMixin:
         if missing:
             msg = f"No classifier for {missing}; this model predicts {classifiers}."
             raise KeyError(msg)
-        out = self.embed_cells(adata, indices=indices, labels=wanted, **kwargs)
-        data = self._inference_data(adata, indices, kwargs.get("mod", "rna"))
+        data = self._inference_data(adata, indices, kwargs.pop("mod", "rna"))  # resolved once, used twice
+        out = self.embed_cells(data, labels=wanted, **kwargs)
         index = data.obs_names.copy()
         if soft:
             return {
@@ -585,9 +585,9 @@ class ScPrintInferenceMixin:
         -------
         Expected counts, cells x genes (zero outside each cell's context).
         """
-        out = self.denoise_cells(adata, indices=indices, **kwargs)
+        data = self._inference_data(adata, indices, kwargs.pop("mod", "rna"))  # resolved once, used twice
+        out = self.denoise_cells(data, **kwargs)
         if return_numpy:
             return out.values
-        data = self._inference_data(adata, indices, kwargs.get("mod", "rna"))
         dense = out.values.toarray() if sparse.issparse(out.values) else out.values
         return pd.DataFrame(dense, index=data.obs_names.copy(), columns=data.var_names.copy())

@@ -199,39 +199,29 @@ def attention_of(
     genes) of the genes it covers, in its row order, and the fixed context (``None`` for genome-wide).
     """
     context = fixed_context(run, cells, genes, n_genes=n_genes)
+    stream = {
+        "positions": context,
+        "layers": layers,
+        "max_len": max_len,
+        "n_repeats": n_repeats,
+        "seed": run.seed,
+        "batch_size": batch_size,
+        "device": run.device,
+        "dtype": run.dtype,
+        "description": description,
+    }
     if aggregation == "mean_attention":
         att = accumulate_attention(
             run.model.net,
             run.counts,
             cells,
-            positions=context,
-            layers=layers,
-            max_len=max_len,
-            n_repeats=n_repeats,
-            seed=run.seed,
-            batch_size=batch_size,
-            device=run.device,
-            dtype=run.dtype,
             heads=options.pop("heads", None),
             head_weights=options.pop("head_weights", None),
-            description=description,
+            **stream,
         )
         return mean_attention_network(att, **options), att.seen, context
     accumulate = accumulate_qk if run.parallel is None else partial(parallel_accumulate_qk, run.parallel)
-    acc = accumulate(
-        run.model.net,
-        run.counts,
-        cells,
-        positions=context,
-        layers=layers,
-        max_len=max_len,
-        n_repeats=n_repeats,
-        seed=run.seed,
-        batch_size=batch_size,
-        device=run.device,
-        dtype=run.dtype,
-        description=description,
-    )
+    acc = accumulate(run.model.net, run.counts, cells, **stream)
     q_mean, k_mean, seen = acc.means()
     genes_seen = np.flatnonzero(seen[acc.n_tokens :].cpu().numpy())
     return attention_network(q_mean, k_mean, n_tokens=acc.n_tokens, **options), genes_seen, context
