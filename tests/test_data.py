@@ -48,7 +48,7 @@ def _as_dict(tokens) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------------------- tokenisation
 
 
-@pytest.mark.parametrize("mode", ["random_expr", "fixed", "all"])
+@pytest.mark.parametrize("mode", ["random_expr", "top_expr", "fixed", "all"])
 @pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
 def test_sparse_and_dense_tokenise_alike(mode: str, fmt: str) -> None:
     x = _counts()
@@ -61,7 +61,7 @@ def test_sparse_and_dense_tokenise_alike(mode: str, fmt: str) -> None:
         np.testing.assert_array_equal(_as_dict(sparse_)[key], value, err_msg=key)
     assert dense.gene_idx.dtype == torch.long
     assert dense.expr.dtype == torch.float32
-    expected_len = {"random_expr": 12, "fixed": len(genes), "all": mapper.n_genes}[mode]
+    expected_len = {"random_expr": 12, "top_expr": 12, "fixed": len(genes), "all": mapper.n_genes}[mode]
     assert dense.gene_idx.shape == (x.shape[0], expected_len)
     assert dense.expr.shape == (x.shape[0], expected_len)
 
@@ -175,6 +175,36 @@ def test_select_genes_modes() -> None:
     np.testing.assert_array_equal(tokens.depth.numpy(), [7.0, 1.0])
     moved = tokens.to("cpu")
     assert torch.equal(moved.expr, tokens.expr)
+
+
+def test_top_expr_takes_the_most_expressed_genes_ties_by_key() -> None:
+    x = torch.tensor([[0.0, 7.0, 3.0, 3.0, 3.0, 9.0, 1.0], [2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    keys = gene_keys(np.array([1, 2], dtype=np.uint64), np.arange(7))
+    cols = select_genes(x, mode="top_expr", max_len=4, keys=keys).numpy()
+    # cell 0: 9 and 7 always, then two of the three genes with count 3: those with the largest keys
+    tied = np.array([2, 3, 4])
+    expected = sorted([1, 5, *tied[np.argsort(-keys[0, tied], kind="stable")[:2]]])
+    np.testing.assert_array_equal(cols[0], expected)
+    # cell 1 has one expressed gene: it comes first, the rest are unexpressed genes ordered by key
+    assert 0 in cols[1]
+    zeros = np.arange(1, 7)
+    np.testing.assert_array_equal(cols[1], sorted([0, *zeros[np.argsort(-keys[1, zeros], kind="stable")[:3]]]))
+    with pytest.raises(ValueError, match="needs `keys`"):
+        select_genes(x, mode="top_expr", max_len=3)
+
+
+def test_top_expr_context_is_a_function_of_the_cell() -> None:
+    x = _counts(n_cells=10, n_vars=60, density=0.8, seed=9)
+    mapper = GeneMapper(np.arange(60) + 3)
+    together = tokenize_rows(x, mapper, mode="top_expr", max_len=10, seed=1)
+    for i in (0, 4, 9):
+        alone = tokenize_rows(x[i : i + 1], mapper, mode="top_expr", max_len=10, seed=1)
+        np.testing.assert_array_equal(alone.gene_idx.numpy()[0], together.gene_idx.numpy()[i])
+    # the context holds the largest counts of each cell
+    kept_min = together.expr.numpy().min(1)
+    collapsed = mapper.collapse(x)
+    for i in range(10):
+        assert (collapsed[i] > kept_min[i]).sum() < 10
 
 
 # ---------------------------------------------------------------------------------------------------- determinism

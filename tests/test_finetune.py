@@ -12,7 +12,7 @@ import torch
 
 import sc_print as sp
 
-FAST = {"max_steps": 3, "batch_size": 32, "warmup_steps": 1, "max_len": 64, "calibration_max_len": 64}
+FAST = {"max_steps": 3, "batch_size": 32, "warmup_steps": 1, "max_len": 64, "probe_steps": 5}
 
 
 def _toy_data(genes: pd.DataFrame, n: int = 200, seed: int = 42):
@@ -99,7 +99,16 @@ def test_finetune_lineage(finetuned):
     assert record["labels"]["line"]["classes"] == ["L1", "L2", "L3"]
     assert record["steps"] == FAST["max_steps"]
     assert {"train_loss", "classification_train", "batch_adversary_train", "denoise_train"} <= set(record["losses"])
-    assert record["trainable"][-1] == "transformer.blocks.1"
+    assert record["train"] == "all"
+    assert {"transformer.blocks.0", "transformer.blocks.1", "gene_encoder"} <= set(record["trainable"])
+    # linear probe of the new head before fine-tuning, its loss recorded
+    probe = record["probe"]["losses"]["line"]
+    assert probe[1] < probe[0]
+    # the training context is recorded and is what the model is embedded with by default
+    assert ft.metadata_["context"] == {"mode": "top_expr", "max_len": FAST["max_len"]}
+    assert ft.embedding_context() == ("top_expr", FAST["max_len"])
+    assert ft.embedding_context("random_expr") == ("random_expr", 2000)
+    assert ft.module.context == "top_expr"
 
 
 def test_finetune_save_load_roundtrip(finetuned, tmp_path):
@@ -109,6 +118,8 @@ def test_finetune_save_load_roundtrip(finetuned, tmp_path):
     assert loaded.metadata_["finetune"] == ft.metadata_["finetune"]
     assert loaded.metadata_["calibration"]["line"]["min_confidence"] == ft.calibration("line")["min_confidence"]
     assert loaded.label_names("line") == ft.label_names("line")
+    assert loaded.embedding_context() == ft.embedding_context()
+    assert loaded.module.context == "top_expr"
     for key, value in ft.net.state_dict().items():
         torch.testing.assert_close(loaded.net.state_dict()[key], value.cpu())
 
@@ -291,12 +302,44 @@ def test_too_few_cells_per_class_everywhere(toy_model, toy_data):
         ({"heldout_fraction": 0.95}, "heldout_fraction"),
         ({"train": "heads", "batch_key": "batch"}, "train='heads'"),
         ({"labels_keys": []}, "at least one"),
+        ({"noise": 1.5}, "noise"),
+        ({"context": "fixed"}, "Unknown context"),
+        ({"probe_steps": -1}, "probe_steps"),
     ],
 )
 def test_bad_options(toy_model, toy_data, kwargs, match):
     opts = {"labels_keys": "cell_type", **FAST, **kwargs}
     with pytest.raises(ValueError, match=match):
         toy_model.finetune(toy_data, **opts)
+
+
+def test_embed_uses_the_recorded_context(finetuned, toy_data):
+    _, _, ft, _ = finetuned
+    query = toy_data[:20].copy()
+    sp.tl.embed(query, model=ft, labels=["line"], batch_size=8)
+    context = query.uns["scprint_embed"]["context"]
+    assert context["mode"] == "top_expr"
+    assert context["n_genes"] == FAST["max_len"]
+    explicit = toy_data[:20].copy()
+    sp.tl.embed(explicit, model=ft, labels=["line"], mode="top_expr", max_len=FAST["max_len"], batch_size=20)
+    np.testing.assert_allclose(explicit.obsm["X_scprint"], query.obsm["X_scprint"], rtol=1e-5, atol=1e-5)
+
+
+def test_standardise_head_sees_standardised_tokens():
+    from sc_print.model._probe import standardise_head
+    from sc_print.nn import ClsDecoder
+
+    gen = torch.Generator().manual_seed(0)
+    tokens = 5.0 + 0.1 * torch.randn(300, 16, generator=gen)  # a large shared part, small cell-specific one
+    head = ClsDecoder(16, 3, layers=[16], dropout=0.0)
+    standardise_head(head, tokens.mean(0), tokens.std(0), seed=0)
+    hidden = head.decoder[0](tokens)
+    torch.testing.assert_close(hidden.mean(0), torch.zeros(16), atol=1e-4, rtol=0)
+    # a rotation of the standardised tokens: the total variance is kept
+    torch.testing.assert_close(hidden.var(0).sum(), torch.tensor(16.0), atol=1e-3, rtol=1e-3)
+    linear = ClsDecoder(16, 3, layers=[], dropout=0.0)
+    standardise_head(linear, tokens.mean(0), tokens.std(0), seed=0)
+    assert torch.count_nonzero(linear(tokens)) == 0  # a linear head starts at zero logits
 
 
 def test_reserved_label_name(toy_model, toy_data):

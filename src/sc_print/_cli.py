@@ -308,8 +308,13 @@ def build_parser(prog: str = "sc-print") -> argparse.ArgumentParser:
     p.add_argument("--layer", default=None, help="layer with the raw counts")
     p = task("embed", "cell embeddings and label predictions")
     run_args(p)
-    p.add_argument("--mode", default="random_expr", choices=["random_expr", "fixed", "all"], help="gene context")
-    p.add_argument("--max-len", type=int, default=2000, help="context length (genes per cell)")
+    p.add_argument(
+        "--mode",
+        default=None,
+        choices=["random_expr", "top_expr", "fixed", "all"],
+        help="gene context (default: the model's, random_expr for pretrained models)",
+    )
+    p.add_argument("--max-len", type=int, default=None, help="context length (default: the model's, 2000)")
     p = task("denoise", "expected counts at a higher depth")
     run_args(p)
     p.add_argument("--genes", default="expressed", help="expressed, hvg, all or comma-separated var names")

@@ -26,8 +26,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-ContextMode = Literal["random_expr", "fixed", "all"]
-CONTEXT_MODES: tuple[str, ...] = ("random_expr", "fixed", "all")
+ContextMode = Literal["random_expr", "top_expr", "fixed", "all"]
+CONTEXT_MODES: tuple[str, ...] = ("random_expr", "top_expr", "fixed", "all")
+#: modes whose context is chosen per cell from its own counts (they need the per-cell keys of :func:`gene_keys`)
+PER_CELL_MODES: tuple[str, ...] = ("random_expr", "top_expr")
 
 # splitmix64 constants (Steele et al. 2014); uint64 arithmetic wraps modulo 2**64 in numpy
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -203,15 +205,17 @@ def select_genes(
         ``[B, U]`` counts over the mapped genes.
     mode
         ``"random_expr"``: up to ``max_len`` expressed genes drawn without replacement, completed with
-        random unexpressed genes when a cell has fewer (the reference collator); ``"fixed"``: the columns
+        random unexpressed genes when a cell has fewer (the reference collator); ``"top_expr"``: the ``max_len``
+        genes with the highest counts (the reference's ``how="most expr"``; ties, unexpressed genes included,
+        broken by the keys, so the context is still a function of the cell alone); ``"fixed"``: the columns
         in ``genes`` for every cell; ``"all"``: every mapped gene.
     max_len
-        Context length for ``"random_expr"`` (capped at ``U``).
+        Context length for ``"random_expr"`` and ``"top_expr"`` (capped at ``U``).
     genes
         ``[S]`` column positions for ``"fixed"``.
     keys
-        ``[B, U]`` uniform random keys for ``"random_expr"`` (:func:`gene_keys`): the genes with the largest
-        keys are drawn, expressed genes first.
+        ``[B, U]`` uniform random keys for ``"random_expr"`` and ``"top_expr"`` (:func:`gene_keys`): the genes
+        with the largest keys are drawn, expressed genes first (``"top_expr"``: among genes of equal count).
 
     Returns
     -------
@@ -225,15 +229,22 @@ def select_genes(
             msg = "mode='fixed' needs `genes`."
             raise ValueError(msg)
         return torch.as_tensor(genes, device=x.device).long().expand(b, -1)
-    if mode != "random_expr":
+    if mode not in PER_CELL_MODES:
         msg = f"Unknown context mode {mode!r}; choose one of {CONTEXT_MODES}."
         raise ValueError(msg)
     if keys is None:
-        msg = "mode='random_expr' needs `keys` (see `gene_keys`)."
+        msg = f"mode={mode!r} needs `keys` (see `gene_keys`)."
         raise ValueError(msg)
     s = min(int(max_len), u)
+    keys_t = torch.as_tensor(keys, dtype=torch.float64).to(x.device)
+    if mode == "top_expr":
+        # exact lexicographic order (count, then key): stable sort by key, then stable sort by count
+        by_key = keys_t.argsort(dim=1, descending=True, stable=True)
+        counts = torch.gather(x.double(), 1, by_key)
+        order = counts.argsort(dim=1, descending=True, stable=True)[:, :s]
+        return torch.gather(by_key, 1, order).sort(dim=1).values
     # expressed genes get keys in [1, 2), the rest in [0, 1): top-s keeps every expressed gene first
-    ranked = torch.as_tensor(keys, dtype=torch.float64).to(x.device) + (x > 0).double()
+    ranked = keys_t + (x > 0).double()
     return ranked.topk(s, dim=1, sorted=False).indices.sort(dim=1).values
 
 
@@ -252,13 +263,14 @@ def tokenize(
 
     The depth is the row sum of ``x`` (the one definition of depth). For ``"random_expr"`` the draws of each cell
     follow from ``seed``, ``stream`` and the cell's own counts (:func:`cell_seeds`), unless ``seeds`` gives the
-    per-cell seeds directly (e.g. :func:`random_cell_seeds` for fresh draws in training). See
+    per-cell seeds directly (e.g. :func:`random_cell_seeds` for fresh draws in training); ``"top_expr"`` uses them
+    to break ties. See
     :func:`select_genes` for the other parameters.
     """
     x = torch.as_tensor(x, dtype=torch.float32)
     vocab_np = np.asarray(torch.as_tensor(vocab_idx).cpu().numpy(), dtype=np.int64)
     keys = None
-    if mode == "random_expr":
+    if mode in PER_CELL_MODES:
         if seeds is None:
             seeds = cell_seeds(cell_hashes(x.detach().cpu().numpy(), vocab_np), seed, stream)
         keys = gene_keys(seeds, vocab_np)

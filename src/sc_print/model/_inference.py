@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
     from sc_print.nn import ScPrintNet
 
+#: ``(mode, max_len)`` of :meth:`~sc_print.model.ScPrint.embed_cells` for a model that records none (scPRINT's)
+DEFAULT_CONTEXT: tuple[str, int] = ("random_expr", 2000)
 #: gene contexts of the denoiser
 DENOISE_GENE_SETS: tuple[str, ...] = ("expressed", "hvg", "all")
 #: expectations of the denoiser
@@ -188,6 +190,33 @@ class ScPrintInferenceMixin:
         return token_labels, [n for n in token_labels if n in classifiers], embedding_tokens
 
     # ------------------------------------------------------------------ embeddings and predictions
+    def embedding_context(self, mode: str | None = None, max_len: int | None = None) -> tuple[str, int]:
+        """The context of :meth:`embed_cells` for ``mode``/``max_len`` (``None``: the model's default).
+
+        A model records the context it should be embedded with in ``metadata_["context"]``
+        (:meth:`~sc_print.model.ScPrint.finetune` records the one it was trained with); otherwise the default is
+        scPRINT's: ``"random_expr"`` with 2,000 genes.
+
+        Parameters
+        ----------
+        mode, max_len
+            Requested context mode and length; ``None`` takes the model's default.
+
+        Returns
+        -------
+        ``(mode, max_len)``.
+        """
+        recorded = (getattr(self, "metadata_", None) or {}).get("context") or {}
+        default_mode = str(recorded.get("mode", DEFAULT_CONTEXT[0]))
+        default_len = int(recorded.get("max_len", DEFAULT_CONTEXT[1]))
+        mode = default_mode if mode is None else mode
+        if mode not in CONTEXT_MODES:
+            msg = f"Unknown mode {mode!r}; choose one of {list(CONTEXT_MODES)}."
+            raise ValueError(msg)
+        if max_len is None:
+            max_len = default_len if mode == default_mode else DEFAULT_CONTEXT[1]
+        return mode, check_positive_int(max_len, "max_len")
+
     def embed_cells(
         self,
         adata: AnnData | MuData | None = None,
@@ -196,8 +225,8 @@ class ScPrintInferenceMixin:
         layer: str | None = None,
         labels: str | Sequence[str] | None = None,
         embedding_labels: str | Sequence[str] | None = None,
-        mode: Literal["random_expr", "fixed", "all"] = "random_expr",
-        max_len: int = 2000,
+        mode: Literal["random_expr", "top_expr", "fixed", "all"] | None = None,
+        max_len: int | None = None,
         genes: Sequence[str] | None = None,
         gene_embeddings: bool = False,
         batch_size: int = 64,
@@ -223,11 +252,14 @@ class ScPrintInferenceMixin:
             Cell tokens averaged into the embedding (``None``: the model's ``pred_embedding``).
         mode
             Genes in context: ``"random_expr"`` (per cell, up to ``max_len`` expressed genes drawn with ``seed``
-            from the cell's own counts, completed with unexpressed genes), ``"fixed"`` (the same genes for every
-            cell: ``genes``, or the ``max_len`` most variable genes of **this object** — data-set dependent, the
-            chosen genes are returned in ``context``) or ``"all"`` (every mapped gene).
+            from the cell's own counts, completed with unexpressed genes), ``"top_expr"`` (per cell, its ``max_len``
+            most expressed genes, ties broken with ``seed``), ``"fixed"`` (the same genes for every cell:
+            ``genes``, or the ``max_len`` most variable genes of **this object** — data-set dependent, the chosen
+            genes are returned in ``context``) or ``"all"`` (every mapped gene). ``None``: the model's default
+            (:meth:`embedding_context`).
         max_len
-            Context length (``"random_expr"``) or number of variable genes (``"fixed"`` without ``genes``).
+            Context length (``"random_expr"``, ``"top_expr"``) or number of variable genes (``"fixed"`` without
+            ``genes``); ``None``: the model's default.
         genes
             Gene names (``var_names``) for ``mode="fixed"``.
         gene_embeddings
@@ -250,10 +282,7 @@ class ScPrintInferenceMixin:
         -------
         The :class:`CellOutputs`.
         """
-        if mode not in CONTEXT_MODES:
-            msg = f"Unknown mode {mode!r}; choose one of {list(CONTEXT_MODES)}."
-            raise ValueError(msg)
-        max_len = check_positive_int(max_len, "max_len")
+        mode, max_len = self.embedding_context("fixed" if genes is not None and mode is None else mode, max_len)
         batch_size = check_positive_int(batch_size, "batch_size")
         if genes is not None and mode != "fixed":
             msg = f"`genes` is only used with mode='fixed' (got mode={mode!r}); pass mode='fixed'."
@@ -299,7 +328,7 @@ class ScPrintInferenceMixin:
             gene_count = torch.zeros(mapping.n_genes, device=torch_device)
         batches = iter_tokens(
             inputs,
-            mode="fixed" if positions is not None else "random_expr",
+            mode="fixed" if positions is not None else mode,
             max_len=max_len,
             genes=positions,
             seed=seed,

@@ -24,7 +24,8 @@ from ._constants import REGISTRY_KEYS
 class ScPrintModule(BaseModuleClass):
     """Wrap :class:`~sc_print.nn.ScPrintNet` with the pretraining recipe of scPRINT.
 
-    One training step: pick ``max_len`` random expressed genes per cell (zero filler when fewer), downsample
+    One training step: pick the context of each cell (``context="random_expr"``: ``max_len`` random expressed
+    genes, zero filler when fewer; ``"top_expr"``: its ``max_len`` most expressed genes), downsample
     them with zero-inflated Poisson noise (``noise``), run the network on the noisy profile asking for the
     original depth, and sum
 
@@ -46,6 +47,9 @@ class ScPrintModule(BaseModuleClass):
         ``{label: bool [n_parents, n_leaves]}`` for the hierarchical loss.
     max_len, noise, class_scale, generate_scale, dissimilarity_scale, contrastive_scale, temperature
         Pretraining options (see above).
+    context
+        Context mode of training (``"random_expr"`` or ``"top_expr"``, see :func:`~sc_print.data.select_genes`);
+        also the default context of ``sp.tl.embed`` for this model, with ``max_len``.
     """
 
     def __init__(
@@ -61,8 +65,13 @@ class ScPrintModule(BaseModuleClass):
         dissimilarity_scale: float = 0.2,
         contrastive_scale: float = 0.0,
         temperature: float = 0.2,
+        context: str = "random_expr",
     ) -> None:
         super().__init__()
+        if context not in ("random_expr", "top_expr"):
+            msg = f"Unknown training context {context!r}; choose 'random_expr' or 'top_expr'."
+            raise ValueError(msg)
+        self.context = context
         self.config = ScPrintConfig.from_dict(dict(config))
         self.net = ScPrintNet(self.config, None if gene_pos is None else torch.as_tensor(np.asarray(gene_pos)))
         self.max_len, self.noise = max_len, noise
@@ -128,7 +137,7 @@ class ScPrintModule(BaseModuleClass):
         xu = self._collapse(x.float())
         # the one tokenisation path (sc_print.data.tokenize); fresh per-cell draws from torch's generator
         tokens = tokenize(
-            xu, self._u_vocab, mode="random_expr", max_len=self.max_len, seeds=random_cell_seeds(xu.shape[0])
+            xu, self._u_vocab, mode=self.context, max_len=self.max_len, seeds=random_cell_seeds(xu.shape[0])
         )
         expr, gene_idx, depth = tokens.expr, tokens.gene_idx, tokens.depth
         noisy = downsample_profile(expr, self.noise) if self.training or self.noise > 0 else expr

@@ -45,6 +45,7 @@ TRAINING_OPTIONS = (
     "dissimilarity_scale",
     "contrastive_scale",
     "temperature",
+    "context",
 )
 #: what a file written by ``ScPrint.save`` is called in messages
 SAVED_MODEL = "an sc_print model saved by ScPrint.save"

@@ -93,8 +93,8 @@ def embed(
     layer: str | None = None,
     labels: str | Sequence[str] | None = None,
     embedding_labels: str | Sequence[str] | None = None,
-    mode: Literal["random_expr", "fixed", "all"] = "random_expr",
-    max_len: int = 2000,
+    mode: Literal["random_expr", "top_expr", "fixed", "all"] | None = None,
+    max_len: int | None = None,
     genes: Sequence[str] | None = None,
     truth: Mapping[str, str] | None = None,
     min_confidence: float | None = None,
@@ -138,12 +138,16 @@ def embed(
         tokens by default, the cell token for a model without labels).
     mode
         Genes in context: ``"random_expr"`` (up to ``max_len`` expressed genes drawn at random with ``rng``,
-        completed with random unexpressed genes when a cell has fewer; scPRINT's default), ``"fixed"`` (the same
-        genes for every cell: ``genes``, or the ``max_len`` most variable genes of this object by scanpy's
-        ``seurat_v3`` when ``genes=None`` — *data-set dependent*, the genes are recorded in
-        ``.uns['scprint_embed']['context']['genes']``) or ``"all"`` (every mapped gene).
+        completed with random unexpressed genes when a cell has fewer; scPRINT's default), ``"top_expr"`` (the
+        ``max_len`` most expressed genes of each cell, ties broken with ``rng``; what fine-tuned models use),
+        ``"fixed"`` (the same genes for every cell: ``genes``, or the ``max_len`` most variable genes of this
+        object by scanpy's ``seurat_v3`` when ``genes=None`` — *data-set dependent*, the genes are recorded in
+        ``.uns['scprint_embed']['context']['genes']``) or ``"all"`` (every mapped gene). ``None``: the context the
+        model records (:meth:`~sc_print.model.ScPrint.embedding_context`: the training context of a fine-tuned
+        model, else ``"random_expr"``).
     max_len
-        Context length for ``"random_expr"`` and the number of variable genes for ``"fixed"`` without ``genes``.
+        Context length for ``"random_expr"``/``"top_expr"`` and the number of variable genes for ``"fixed"``
+        without ``genes``; ``None``: the model's default (2,000 unless the model records another).
     genes
         Gene names (``var_names``) for ``mode="fixed"``.
     truth
@@ -212,10 +216,13 @@ def embed(
     >>> adata.obs["scprint_pred_cell_type"].value_counts()  # doctest: +SKIP
     """
     # ---- options (cheap checks first, before any model is loaded)
-    if mode not in CONTEXT_MODES:
+    if genes is not None and mode is None:
+        mode = "fixed"
+    if mode is not None and mode not in CONTEXT_MODES:
         msg = f"Unknown mode {mode!r}; choose one of {list(CONTEXT_MODES)}."
         raise ValueError(msg)
-    max_len = check_positive_int(max_len, "max_len")
+    if max_len is not None:
+        max_len = check_positive_int(max_len, "max_len")
     batch_size = check_positive_int(batch_size, "batch_size")
     key_added = check_key(key_added)
     if genes is not None and mode != "fixed":
@@ -242,6 +249,7 @@ def embed(
     # ---- model and labels
     model_name = model if isinstance(model, str) else None
     model, torch_device = resolve_run(model, accelerator, device)
+    mode, max_len = model.embedding_context(mode, max_len)
     compute_dtype = resolve_dtype(dtype, torch_device)
     classifiers = list(model.net.config.labels)
     pred_labels = [name for name in (classifiers if labels_list is None else labels_list) if name in classifiers]
