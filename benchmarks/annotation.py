@@ -259,7 +259,7 @@ def main() -> None:
     notes = [
         "Timings on a 2-core CPU machine shared with other jobs; wall time per method covers training and "
         "prediction of all queries of the split (scPRINT: fine-tuning + calibration + prediction).",
-        f"scPRINT: ScPrint.finetune defaults ({args.max_steps} steps, train='all', lr 3e-4, batch 32, linear "
+        f"scPRINT: ScPrint.finetune defaults ({args.max_steps} steps, train='all', lr 3e-4, noise 0.3, batch 32, linear "
         "probe of the new head first, context = the 256 most expressed genes of each cell in training, "
         "calibration and prediction), min_confidence=0 for the scores (calibrated abstention reported "
         f"separately); the zero-shot embedding uses {args.max_len} random expressed genes per cell.",

@@ -374,3 +374,23 @@ def test_default_model_abstains_on_bundled_cell_lines():
     info = adata.uns["scprint_embed"]["abstention"]["cell_type"]
     assert info["n_unknown"] == 16
     assert adata.obs["scprint_conf_cell_type"].notna().all()
+
+
+def test_binned_accuracy_reads_the_reliability_table():
+    from sc_print.model._calibration import binned_accuracy, calibration_bins
+
+    conf = np.array([0.15, 0.15, 0.55, 0.55, 0.95, 0.95, 0.95, 1.0])
+    correct = np.array([0, 0, 1, 0, 1, 1, 1, 1], dtype=bool)
+    bins = calibration_bins(conf, correct)
+    np.testing.assert_allclose(binned_accuracy(bins, np.array([0.12, 0.5, 0.99, 1.0])), [0.0, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(binned_accuracy(bins, np.array([0.35])), [0.0])  # empty bin: nearest filled one
+    assert np.isnan(binned_accuracy([], np.array([0.5]))).all()
+
+
+def test_default_model_reports_what_its_confident_assay_calls_are_worth():
+    """The assay head calls the Drop-seq cell lines CEL-seq2 confidently; the record says what that is worth."""
+    adata = sp.datasets.example()[:16].copy()
+    sp.tl.embed(adata, labels=["assay"], batch_size=16)
+    info = adata.uns["scprint_embed"]["abstention"]["assay"]
+    kept = info["n_unknown"] < adata.n_obs
+    assert not kept or info["expected_accuracy"] < 0.7

@@ -59,6 +59,11 @@ def demo(*, n_genes: int = 400, out: str | None = None, overwrite: bool = False)
             f"unknown {info['n_unknown']}/{adata.n_obs} (confidence < {info['min_confidence']:.2f}: "
             f"{info['n_low_confidence']}, unlike the calibration cells: {info['n_novel']}); "
             f"median confidence {conf.median():.2f}"
+            + (
+                f"; held-out accuracy at these confidences {info['expected_accuracy']:.2f}"
+                if info.get("expected_accuracy") is not None
+                else ""
+            )
         )
     sp.tl.grn(adata, groupby="cell_line", genes="hvg", n_genes=n_genes)
     sp.tl.hubs(adata, key="scprint_grn")

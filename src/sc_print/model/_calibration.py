@@ -52,6 +52,35 @@ def calibration_bins(confidence: np.ndarray, correct: np.ndarray, *, n_bins: int
     return rows
 
 
+def binned_accuracy(bins: list[Mapping[str, Any]], confidence: np.ndarray) -> np.ndarray:
+    """Held-out accuracy of the reliability bin of each confidence (histogram binning, Zadrozny & Elkan 2001).
+
+    Parameters
+    ----------
+    bins
+        The reliability table of :func:`calibration_bins` (bins without held-out cells are skipped).
+    confidence
+        ``[n]`` probabilities of the predicted leaves.
+
+    Returns
+    -------
+    ``[n]`` float: the accuracy the held-out cells of the same confidence bin reached (the nearest filled bin
+    for a confidence outside them); NaN everywhere for an empty table.
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    filled = [b for b in bins if b.get("n_cells", 0) > 0 and b.get("accuracy") is not None]
+    if not filled:
+        return np.full(confidence.shape, np.nan)
+    centres = np.array([(b["low"] + b["high"]) / 2 for b in filled])
+    accuracy = np.array([b["accuracy"] for b in filled], dtype=np.float64)
+    low = np.array([b["low"] for b in filled])[None, :]
+    high = np.array([b["high"] for b in filled])[None, :]
+    c = confidence[:, None]
+    inside = (c >= low) & ((c < high) | ((high >= 1.0) & (c >= 1.0)))
+    nearest = np.abs(c - centres[None, :]).argmin(1)
+    return accuracy[np.where(inside.any(1), inside.argmax(1), nearest)]
+
+
 def fit_novelty(tokens: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, Any]:
     """Class means and a shared shrunk precision of label tokens (Mahalanobis novelty score, Lee et al. 2018).
 

@@ -105,7 +105,7 @@ def fit_heads(
         standardise_head(head, tokens.mean(0), tokens.std(0) + 1e-4, seed=seed)
         was_training = head.training
         head.train()
-        params = [p for p in head.parameters()]
+        params = list(head.parameters())
         grads = [p.requires_grad for p in params]
         for p in params:
             p.requires_grad_(True)
