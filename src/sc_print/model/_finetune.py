@@ -467,7 +467,7 @@ class FinetuneMixin:
             organisms=list(self.vocab.organisms),
         )
         _transfer_weights(new, self, all_h)
-        new.is_trained_ = True  # the base model's weights (the new heads are fitted next)
+        new.is_trained_ = True  # the base model's weights, for the probe pass (reset below so that train() logs)
         # the context the model is trained with is the one it is embedded with (probe and calibration included)
         embedding_context = {"mode": context, "max_len": int(max_len)}
         new.metadata_ = {"context": embedding_context}
@@ -481,6 +481,7 @@ class FinetuneMixin:
                 if n in fresh
             }
             probe_losses = fit_heads(new, train_ad, fresh, codes, steps=probe_steps, lr=probe_lr, seed=seed)
+        new.is_trained_ = False  # scvi-tools keeps the training history only of a model trained for the first time
         module = new.module
         module.ssl_scale = 0.0 if train == "heads" else float(ssl_scale)
         if batch_key is not None:

@@ -282,7 +282,7 @@ class ScPrintInferenceMixin:
         -------
         The :class:`CellOutputs`.
         """
-        mode, max_len = self.embedding_context("fixed" if genes is not None and mode is None else mode, max_len)
+        mode, max_len = self.embedding_context(mode, max_len)
         batch_size = check_positive_int(batch_size, "batch_size")
         if genes is not None and mode != "fixed":
             msg = f"`genes` is only used with mode='fixed' (got mode={mode!r}); pass mode='fixed'."

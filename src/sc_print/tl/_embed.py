@@ -216,8 +216,6 @@ def embed(
     >>> adata.obs["scprint_pred_cell_type"].value_counts()  # doctest: +SKIP
     """
     # ---- options (cheap checks first, before any model is loaded)
-    if genes is not None and mode is None:
-        mode = "fixed"
     if mode is not None and mode not in CONTEXT_MODES:
         msg = f"Unknown mode {mode!r}; choose one of {list(CONTEXT_MODES)}."
         raise ValueError(msg)
