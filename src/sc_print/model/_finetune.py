@@ -332,15 +332,12 @@ class FinetuneMixin:
             or ``max_len`` expressed genes drawn at random (``"random_expr"``, scPRINT's pretraining). The
             model records it (``metadata_["context"]``) and ``sp.tl.embed`` uses it by default, so that
             inference sees the cells as training did. ``"top_expr"`` is the default because a random draw of a
-            few hundred of a cell's thousands of expressed genes mostly holds weakly expressed, noisy genes: on
-            the CellBench reference, a logistic regression on the zero-shot cell tokens of the embedded model
-            separates the five cell lines with 36% accuracy from 256 random expressed genes and 91% from the 256
-            most expressed (``benchmarks/annotation.py`` measures the fine-tuned result).
+            few hundred of a cell's thousands of expressed genes mostly holds weakly expressed, noisy genes
+            (``benchmarks/annotation.py`` measures the fine-tuned result).
         noise
             Fraction of the counts removed from the input in training (the denoising task); ``None``: the base
             model's (0.6 for scPRINT). The classifiers see the same noisy inputs, so less noise than in
-            pretraining is the default: on the sorted-PBMC split of ``benchmarks/annotation.py`` 0.3 reached 0.755
-            accuracy where 0.6 reached 0.673 (embedded model, 150 steps).
+            pretraining is the default (chosen on the splits of ``benchmarks/annotation.py``).
         batch_size, lr, warmup_steps
             Optimisation (AdamW with linear warmup, as :meth:`ScPrint.train <sc_print.model.ScPrint.train>`), then a
             constant rate: the plateau schedule of pretraining is off, as small references make epochs of a few
