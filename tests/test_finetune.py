@@ -394,3 +394,83 @@ def test_default_model_reports_what_its_confident_assay_calls_are_worth():
     info = adata.uns["scprint_embed"]["abstention"]["assay"]
     kept = info["n_unknown"] < adata.n_obs
     assert not kept or info["expected_accuracy"] < 0.7
+
+
+@pytest.fixture(scope="module")
+def finetuned_hvg(toy_model, toy_data):
+    data = toy_data.copy()
+    ft = copy.deepcopy(toy_model).finetune(data, labels_keys="cell_type", context="hvg", heldout_fraction=0.2, **FAST)
+    return ft, data
+
+
+def test_hvg_context_records_the_reference_panel(finetuned_hvg):
+    import anndata as ad
+
+    from sc_print.data import hvg_positions, load_counts
+
+    ft, data = finetuned_hvg
+    context = ft.metadata_["context"]
+    assert context["mode"] == "fixed"
+    panel = ft.context_panel()
+    assert len(panel) == context["max_len"] == FAST["max_len"]
+    # the panel is seurat_v3 on the training cells (the held-out calibration cells excluded)
+    held = ft.metadata_["finetune"]["data"]["n_heldout_cells"]
+    assert held > 0
+    assert ft.module.context == "fixed"
+    assert [ft.genes[i] for i in ft.module.context_genes] == panel
+    from sc_print.model._finetune import _split
+
+    held_mask = _split(pd.DataFrame({"cell_type": data.obs["cell_type"].astype(str).to_numpy()}), 0.2, 0)
+    assert held_mask.sum() == held
+    train = data[~held_mask]
+    inputs = load_counts(train, ft.vocab, layer=None, chunk_size=64)
+    pos = hvg_positions(inputs.X, inputs.mapping, FAST["max_len"], chunk_size=64)
+    assert [ft.genes[i] for i in inputs.mapping.mapper.vocab_idx[pos]] == panel
+    # embedding uses the panel, whatever other cells are in the object
+    one = data[:1].copy()
+    sp.tl.embed(one, model=ft, labels=["cell_type"])
+    full = ad.AnnData(data.X.copy(), obs=data.obs.copy(), var=data.var.copy())
+    sp.tl.embed(full, model=ft, labels=["cell_type"], batch_size=16)
+    assert one.uns["scprint_embed"]["context"]["mode"] == "fixed"
+    assert len(one.uns["scprint_embed"]["context"]["genes"]) == len(panel)
+    np.testing.assert_allclose(one.obsm["X_scprint"][0], full.obsm["X_scprint"][0], rtol=1e-5, atol=1e-5)
+
+
+def test_hvg_context_survives_save_load(finetuned_hvg, tmp_path):
+    ft, data = finetuned_hvg
+    ft.save(tmp_path / "ft")
+    loaded = sp.model.ScPrint.load(tmp_path / "ft")
+    assert loaded.context_panel() == ft.context_panel()
+    assert loaded.module.context_genes == ft.module.context_genes
+    a, b = data[:10].copy(), data[:10].copy()
+    sp.tl.embed(a, model=ft, labels=["cell_type"])
+    sp.tl.embed(b, model=loaded, labels=["cell_type"])
+    np.testing.assert_allclose(a.obsm["X_scprint"], b.obsm["X_scprint"], rtol=1e-5, atol=1e-5)
+
+
+def test_hvg_context_query_missing_panel_genes(finetuned_hvg, caplog):
+    ft, data = finetuned_hvg
+    panel = set(ft.context_panel())
+    gene_ids = np.asarray(ft.genes)
+    col_ids = data.var_names.astype(str)
+    in_panel = np.asarray([g in panel for g in col_ids])
+    if not in_panel.any():  # var_names are symbols: map them through the vocabulary
+        in_panel = np.isin(gene_ids[ft.vocab.index(col_ids).clip(0)], list(panel)) & (ft.vocab.index(col_ids) >= 0)
+    part = data[:10, ~in_panel | (np.cumsum(in_panel) > 5)].copy()
+    with caplog.at_level(logging.WARNING, logger="sc_print"):
+        sp.tl.embed(part, model=ft, labels=["cell_type"])
+    assert "not measured" in caplog.text
+    assert len(part.uns["scprint_embed"]["context"]["genes"]) == len(panel) - 5
+    none = data[:10, ~in_panel].copy()
+    with pytest.raises(ValueError, match="context panel"):
+        sp.tl.embed(none, model=ft, labels=["cell_type"])
+
+
+def test_module_fixed_context_needs_genes(toy_model):
+    from sc_print.model import ScPrintModule
+
+    config = toy_model.net.config.to_dict()
+    with pytest.raises(ValueError, match="context_genes"):
+        ScPrintModule(config, context="fixed")
+    with pytest.raises(ValueError, match="context_genes"):
+        ScPrintModule(config, context="top_expr", context_genes=[0, 1])

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 UNKNOWN = "unknown"
 #: ``train=`` options of :meth:`FinetuneMixin.finetune`
 TRAIN_MODES = ("all", "last_layers", "heads")
+#: ``context=`` options of :meth:`FinetuneMixin.finetune`
+FINETUNE_CONTEXTS = ("top_expr", "random_expr", "hvg")
 
 
 class _GradReverse(torch.autograd.Function):
@@ -257,7 +259,7 @@ class FinetuneMixin:
         class_scale: float = 1.5,
         batch_scale: float = 0.5,
         max_len: int = 256,
-        context: Literal["top_expr", "random_expr"] = "top_expr",
+        context: Literal["top_expr", "random_expr", "hvg"] = "top_expr",
         noise: float | None = 0.3,
         batch_size: int = 32,
         lr: float = 3e-4,
@@ -328,12 +330,16 @@ class FinetuneMixin:
         batch_scale
             Weight of the adversarial batch loss (with ``batch_key``).
         max_len, context
-            Context of each cell in training: its ``max_len`` most expressed genes (``"top_expr"``, the default)
-            or ``max_len`` expressed genes drawn at random (``"random_expr"``, scPRINT's pretraining). The
-            model records it (``metadata_["context"]``) and ``sp.tl.embed`` uses it by default, so that
-            inference sees the cells as training did. ``"top_expr"`` is the default because a random draw of a
-            few hundred of a cell's thousands of expressed genes mostly holds weakly expressed, noisy genes
-            (``benchmarks/annotation.py`` measures the fine-tuned result).
+            Context of each cell in training: its ``max_len`` most expressed genes (``"top_expr"``, the default),
+            ``max_len`` expressed genes drawn at random (``"random_expr"``, scPRINT's pretraining) or one panel
+            shown to every cell, the ``max_len`` highly variable genes (seurat_v3) of the fine-tuning cells
+            (``"hvg"``; zeros included). The model records it (``metadata_["context"]``, with the panel's gene
+            ids for ``"hvg"``) and ``sp.tl.embed`` uses it by default, so that inference sees the cells as
+            training did; the panel is a choice made once on the reference and reused as is on every query
+            (panel genes a query does not measure are left out, with a warning). ``"top_expr"`` is the default
+            because a random draw of a few hundred of a cell's thousands of expressed genes mostly holds weakly
+            expressed, noisy genes; ``"hvg"`` shows every cell the same genes (as the PCA + logistic-regression
+            baseline does), most of them unexpressed in any one cell.
         noise
             Fraction of the counts removed from the input in training (the denoising task); ``None``: the base
             model's (0.6 for scPRINT). The classifiers see the same noisy inputs, so less noise than in
@@ -397,8 +403,8 @@ class FinetuneMixin:
         if noise is not None and not (isinstance(noise, int | float) and 0 <= noise < 1):
             msg = f"`noise` must be a fraction in [0, 1) or None, got {noise!r}."
             raise ValueError(msg)
-        if context not in ("top_expr", "random_expr"):
-            msg = f"Unknown context={context!r}; choose 'top_expr' or 'random_expr'."
+        if context not in FINETUNE_CONTEXTS:
+            msg = f"Unknown context={context!r}; choose one of {list(FINETUNE_CONTEXTS)}."
             raise ValueError(msg)
         if not isinstance(probe_steps, int) or probe_steps < 0:
             msg = f"`probe_steps` must be a non-negative integer, got {probe_steps!r}."
@@ -446,7 +452,20 @@ class FinetuneMixin:
         if config.pred_embedding and any(t not in config.token_names for t in config.pred_embedding):
             config.pred_embedding = None
         training = {k: getattr(self.module, k) for k in _training_options()}
-        training.update(max_len=int(max_len), class_scale=float(class_scale), context=context)
+        # ---- context: per cell, or one panel of the reference's highly variable genes (recorded in the model)
+        embedding_context: dict[str, Any] = {"mode": context, "max_len": int(max_len)}
+        if context == "hvg":
+            panel_idx = _hvg_panel(self, train_ad, int(max_len))
+            training.update(max_len=len(panel_idx), context="fixed", context_genes=panel_idx.tolist())
+            embedding_context = {
+                "mode": "fixed",
+                "max_len": len(panel_idx),
+                "genes": [self.genes[i] for i in panel_idx],
+                "source": "highly variable genes (seurat_v3) of the fine-tuning cells",
+            }
+        else:
+            training.update(max_len=int(max_len), context=context, context_genes=None)
+        training.update(class_scale=float(class_scale))
         if noise is not None:
             training["noise"] = float(noise)
         seed_everything(seed, verbose=False)
@@ -466,7 +485,6 @@ class FinetuneMixin:
         _transfer_weights(new, self, all_h)
         new.is_trained_ = True  # the base model's weights, for the probe pass (reset below so that train() logs)
         # the context the model is trained with is the one it is embedded with (probe and calibration included)
-        embedding_context = {"mode": context, "max_len": int(max_len)}
         new.metadata_ = {"context": embedding_context}
         trainable = _freeze(new, train, n_layers)
         fresh = [n for n in names if n not in base_labels]
@@ -520,7 +538,9 @@ class FinetuneMixin:
                 calibration[name_] = calibrate_label(
                     proba, out.tokens[name_][ok], correct, target_accuracy=target_accuracy
                 )
-                calibration[name_].update(mode=context, max_len=int(max_len), seed=int(seed))
+                calibration[name_].update(
+                    mode=embedding_context["mode"], max_len=int(embedding_context["max_len"]), seed=int(seed)
+                )
         history = {
             k: [float(np.asarray(v).ravel()[0]), float(np.asarray(v).ravel()[-1])]
             for k, v in (new.history_ or {}).items()
@@ -640,6 +660,15 @@ class FinetuneMixin:
             "expected_accuracy": expected,
         }
         return mask, info
+
+
+def _hvg_panel(model: ScPrint, adata: AnnData, n_top: int) -> np.ndarray:
+    """Vocabulary indices of the ``n_top`` highly variable genes (seurat_v3) of ``adata`` among the mapped genes."""
+    from sc_print.data import hvg_positions, load_counts
+
+    inputs = load_counts(adata, model.vocab, layer=None, chunk_size=1024)
+    pos = hvg_positions(inputs.X, inputs.mapping, n_top, chunk_size=1024)
+    return np.asarray(inputs.mapping.mapper.vocab_idx[pos], dtype=np.int64)
 
 
 def _training_options() -> tuple[str, ...]:

@@ -13,6 +13,7 @@ re-run on a subset can pass them back.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -44,12 +45,38 @@ if TYPE_CHECKING:
 
     from sc_print.nn import ScPrintNet
 
+logger = logging.getLogger(__name__)
+
 #: ``(mode, max_len)`` of :meth:`~sc_print.model.ScPrint.embed_cells` for a model that records none (scPRINT's)
 DEFAULT_CONTEXT: tuple[str, int] = ("random_expr", 2000)
 #: gene contexts of the denoiser
 DENOISE_GENE_SETS: tuple[str, ...] = ("expressed", "hvg", "all")
 #: expectations of the denoiser
 DENOISE_EXPECTATIONS: tuple[str, ...] = ("nb_mean", "zinb_mean")
+
+
+def panel_positions(panel: Sequence[str], vocab: Any, mapping: Any) -> np.ndarray:
+    """Positions (in the mapped genes of the data) of the genes of a recorded panel that the data measure.
+
+    Genes of the panel the data do not measure are left out of the context (a gene that was not measured is
+    not a zero count), with a warning; none measured is an error.
+    """
+    pos = mapping.mapper.positions(vocab.index(list(panel)))
+    have = pos >= 0
+    if not have.any():
+        msg = (
+            f"None of the {len(panel)} genes of the model's context panel is measured in these data; the model "
+            "was fine-tuned on a gene panel (context='hvg') that this data set does not share."
+        )
+        raise ValueError(msg)
+    if not have.all():
+        logger.warning(
+            "%d of the %d genes of the model's context panel are not measured in these data and are left out of "
+            "every cell's context.",
+            int((~have).sum()),
+            len(panel),
+        )
+    return np.sort(pos[have]).astype(np.int64)
 
 
 @dataclass
@@ -217,6 +244,21 @@ class ScPrintInferenceMixin:
             max_len = default_len if mode == default_mode else DEFAULT_CONTEXT[1]
         return mode, check_positive_int(max_len, "max_len")
 
+    def context_panel(self) -> list[str] | None:
+        """The gene panel (vocabulary gene ids) of a model whose recorded context is ``"fixed"``, else ``None``.
+
+        :meth:`~sc_print.model.ScPrint.finetune` with ``context="hvg"`` records the highly variable genes of the
+        reference it was trained on; :meth:`embed_cells` shows every cell these genes (those the data measure)
+        when no ``genes`` are passed.
+
+        Returns
+        -------
+        Gene ids in vocabulary order, or ``None``.
+        """
+        recorded = (getattr(self, "metadata_", None) or {}).get("context") or {}
+        panel = recorded.get("genes") if recorded.get("mode") == "fixed" else None
+        return None if panel is None else [str(g) for g in panel]
+
     def embed_cells(
         self,
         adata: AnnData | MuData | None = None,
@@ -254,9 +296,9 @@ class ScPrintInferenceMixin:
             Genes in context: ``"random_expr"`` (per cell, up to ``max_len`` expressed genes drawn with ``seed``
             from the cell's own counts, completed with unexpressed genes), ``"top_expr"`` (per cell, its ``max_len``
             most expressed genes, ties broken with ``seed``), ``"fixed"`` (the same genes for every cell:
-            ``genes``, or the ``max_len`` most variable genes of **this object** — data-set dependent, the chosen
-            genes are returned in ``context``) or ``"all"`` (every mapped gene). ``None``: the model's default
-            (:meth:`embedding_context`).
+            ``genes``; else the model's recorded panel, :meth:`context_panel`; else the ``max_len`` most variable
+            genes of **this object** — data-set dependent, the chosen genes are returned in ``context``) or
+            ``"all"`` (every mapped gene). ``None``: the model's default (:meth:`embedding_context`).
         max_len
             Context length (``"random_expr"``, ``"top_expr"``) or number of variable genes (``"fixed"`` without
             ``genes``); ``None``: the model's default.
@@ -295,7 +337,10 @@ class ScPrintInferenceMixin:
         inputs = load_counts(data, self.vocab, layer=layer, chunk_size=batch_size)
         mapping = inputs.mapping
         positions = None
-        if mode == "fixed":
+        panel = self.context_panel() if mode == "fixed" and genes is None else None
+        if panel is not None:
+            positions = panel_positions(panel, self.vocab, mapping)
+        elif mode == "fixed":
             positions = (
                 genes_from_names(data, genes, mapping)
                 if genes is not None

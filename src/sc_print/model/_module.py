@@ -48,8 +48,10 @@ class ScPrintModule(BaseModuleClass):
     max_len, noise, class_scale, generate_scale, dissimilarity_scale, contrastive_scale, temperature
         Pretraining options (see above).
     context
-        Context mode of training (``"random_expr"`` or ``"top_expr"``, see :func:`~sc_print.data.select_genes`);
-        also the default context of ``sp.tl.embed`` for this model, with ``max_len``.
+        Context mode of training (``"random_expr"``, ``"top_expr"`` or ``"fixed"``, see
+        :func:`~sc_print.data.select_genes`).
+    context_genes
+        Vocabulary indices of the gene panel of ``context="fixed"`` (the panel's genes measured in the data).
     """
 
     def __init__(
@@ -66,12 +68,17 @@ class ScPrintModule(BaseModuleClass):
         contrastive_scale: float = 0.0,
         temperature: float = 0.2,
         context: str = "random_expr",
+        context_genes: list[int] | np.ndarray | None = None,
     ) -> None:
         super().__init__()
-        if context not in ("random_expr", "top_expr"):
-            msg = f"Unknown training context {context!r}; choose 'random_expr' or 'top_expr'."
+        if context not in ("random_expr", "top_expr", "fixed"):
+            msg = f"Unknown training context {context!r}; choose 'random_expr', 'top_expr' or 'fixed'."
+            raise ValueError(msg)
+        if (context == "fixed") != (context_genes is not None):
+            msg = "`context_genes` (vocabulary indices) is needed with context='fixed', and only then."
             raise ValueError(msg)
         self.context = context
+        self.context_genes = None if context_genes is None else [int(g) for g in context_genes]
         self.config = ScPrintConfig.from_dict(dict(config))
         self.net = ScPrintNet(self.config, None if gene_pos is None else torch.as_tensor(np.asarray(gene_pos)))
         self.max_len, self.noise = max_len, noise
@@ -90,6 +97,7 @@ class ScPrintModule(BaseModuleClass):
         self.register_buffer("_mapped_cols", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("_col_to_u", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("_u_vocab", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("_context_pos", torch.zeros(0, dtype=torch.long), persistent=False)
         self._label_lookup: dict[str, torch.Tensor] = {}
         # fine-tuning (sc_print.model.ScPrint.finetune): weight of denoising + bottleneck, batch adversary
         self.ssl_scale = 1.0
@@ -113,6 +121,12 @@ class ScPrintModule(BaseModuleClass):
         self._mapped_cols = torch.as_tensor(mapper.mapped_cols, device=device)
         self._col_to_u = torch.as_tensor(mapper.col_to_u, device=device)
         self._u_vocab = torch.as_tensor(mapper.vocab_idx, device=device)
+        if self.context_genes is not None:  # the fixed panel's genes that these data measure
+            pos = mapper.positions(np.asarray(self.context_genes, dtype=np.int64))
+            if not (pos >= 0).any():
+                msg = "None of the model's context genes (context='fixed') is measured in these data."
+                raise ValueError(msg)
+            self._context_pos = torch.as_tensor(np.sort(pos[pos >= 0]), device=device)
         self._label_lookup = {k: torch.as_tensor(np.asarray(v, dtype=np.int64)) for k, v in label_lookup.items()}
 
     def _collapse(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,8 +150,14 @@ class ScPrintModule(BaseModuleClass):
             x = x.to_dense()
         xu = self._collapse(x.float())
         # the one tokenisation path (sc_print.data.tokenize); fresh per-cell draws from torch's generator
+        fixed = self.context == "fixed"
         tokens = tokenize(
-            xu, self._u_vocab, mode=self.context, max_len=self.max_len, seeds=random_cell_seeds(xu.shape[0])
+            xu,
+            self._u_vocab,
+            mode=self.context,
+            max_len=self.max_len,
+            genes=self._context_pos if fixed else None,
+            seeds=None if fixed else random_cell_seeds(xu.shape[0]),
         )
         expr, gene_idx, depth = tokens.expr, tokens.gene_idx, tokens.depth
         noisy = downsample_profile(expr, self.noise) if self.training or self.noise > 0 else expr

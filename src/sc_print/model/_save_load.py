@@ -46,6 +46,7 @@ TRAINING_OPTIONS = (
     "contrastive_scale",
     "temperature",
     "context",
+    "context_genes",
 )
 #: what a file written by ``ScPrint.save`` is called in messages
 SAVED_MODEL = "an sc_print model saved by ScPrint.save"
