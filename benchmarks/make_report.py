@@ -25,7 +25,16 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 START, END = "<!-- RESULTS:START -->", "<!-- RESULTS:END -->"
-QUALITY = ("grn_quality", "denoise", "embedding", "classification", "annotation", "spatial", "perturb")
+QUALITY = (
+    "grn_quality",
+    "denoise",
+    "embedding",
+    "classification",
+    "annotation",
+    "annotation_diagnosis",
+    "spatial",
+    "perturb",
+)
 SCPRINT = "scPRINT"
 
 
@@ -439,6 +448,21 @@ def annotation_tables(record: dict[str, Any]) -> tuple[str, str]:
     return short + detail, ""
 
 
+def annotation_diagnosis_tables(record: dict[str, Any]) -> tuple[str, str]:
+    """Where fine-tuning loses (``benchmarks/annotation_diagnosis.py``): one classifier on different views."""
+    res = _results(record)
+    short = (
+        "**Where the fine-tuned accuracy is lost** (the same logistic regression on different views of the same "
+        "cells and splits: expression of the 2,000 HVGs, expression of exactly the genes the model sees, the frozen "
+        "zero-shot model's outputs):\n\n"
+    )
+    short += table(
+        ["split", "query", "view", "accuracy", "macro-F1"],
+        [[r["split"], r["query"], r["method"], r["accuracy"], r["macro_f1"]] for _, r in res.iterrows()],
+    )
+    return short, ""
+
+
 def perturb_tables(record: dict[str, Any]) -> tuple[str, str]:
     """In-silico perturbation (``benchmarks/perturb.py``): regulators against matched random-gene controls."""
     s, res = _summary(record), _results(record)
@@ -808,6 +832,7 @@ def short_report(records: dict[str, dict[str, Any]], results: Path) -> tuple[str
         "embedding": embedding_tables,
         "classification": classification_tables,
         "annotation": annotation_tables,
+        "annotation_diagnosis": annotation_diagnosis_tables,
         "spatial": spatial_tables,
         "perturb": perturb_tables,
     }
@@ -843,6 +868,7 @@ def full_report(records: dict[str, dict[str, Any]], short: str, details: dict[st
         "embedding": "Embedding",
         "classification": "Classification",
         "annotation": "Annotation by fine-tuning",
+        "annotation_diagnosis": "Where fine-tuning loses",
         "spatial": "Spatial (her2st)",
         "perturb": "In-silico perturbation",
     }

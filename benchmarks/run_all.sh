@@ -45,6 +45,7 @@ step classification benchmarks/classification.py --model "$MODEL"
 step denoise benchmarks/denoise.py --model "$MODEL"
 step embedding benchmarks/embedding.py --model "$MODEL"
 step annotation benchmarks/annotation.py --model "$MODEL"
+step annotation_diagnosis benchmarks/annotation_diagnosis.py --model "$MODEL"   # after annotation (copies its rows)
 step grn_quality benchmarks/grn_quality.py --model "$MODEL"
 step spatial benchmarks/spatial.py --model "$MODEL"   # needs the spatial extra (squidpy)
 step perturb benchmarks/perturb.py --model "$MODEL" --speed-cells 0
