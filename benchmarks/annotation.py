@@ -98,6 +98,23 @@ def _scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
+def score_rows(
+    split: str, ref: ad.AnnData, queries: dict[str, ad.AnnData], method: str, preds: dict[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    """One result row per query: accuracy and macro-F1 of ``preds`` against the query's labels."""
+    return [
+        {
+            "split": split,
+            "query": name,
+            "method": method,
+            "n_reference": ref.n_obs,
+            "n_query": q.n_obs,
+            **_scores(q.obs[LABEL].astype(str).to_numpy(), np.asarray(preds[name]).astype(str)),
+        }
+        for name, q in queries.items()
+    ]
+
+
 def pca_logreg(ref: ad.AnnData, queries: dict[str, ad.AnnData], seed: int) -> tuple[dict[str, np.ndarray], float]:
     from sklearn.linear_model import LogisticRegression
 
@@ -240,20 +257,9 @@ def main() -> None:
             p, s = scanvi(ref, queries, args.seed, args.scvi_epochs)
             methods["scANVI"] = (p, s, None)
         for method, (p, seconds, train_s) in methods.items():
-            for name, q in queries.items():
-                truth = q.obs[LABEL].astype(str).to_numpy()
-                rows.append(
-                    {
-                        "split": split,
-                        "query": name,
-                        "method": method,
-                        "n_reference": ref.n_obs,
-                        "n_query": q.n_obs,
-                        **_scores(truth, np.asarray(p[name]).astype(str)),
-                        "wall_time_s": round(seconds, 1),
-                        "finetune_s": None if train_s is None else round(train_s, 1),
-                    }
-                )
+            for row in score_rows(split, ref, queries, method, p):
+                row.update(wall_time_s=round(seconds, 1), finetune_s=None if train_s is None else round(train_s, 1))
+                rows.append(row)
     results = pd.DataFrame(rows)
     logger.info("\n%s", results.to_string())
     notes = [

@@ -31,7 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from _common import RESULTS, base_parser, start_run, timed
-from annotation import LABEL, _scores, cellbench_split, pbmc_split, pca_logreg
+from annotation import LABEL, cellbench_split, pbmc_split, pca_logreg, score_rows
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -115,18 +115,7 @@ def main() -> None:
                 tests = {name: views[name][key] for name in queries}
                 methods[method] = fit_predict(views["reference"][key], y, tests, scale=scale, seed=args.seed)
         for method, preds in methods.items():
-            for name, q in queries.items():
-                truth = q.obs[LABEL].astype(str).to_numpy()
-                rows.append(
-                    {
-                        "split": split,
-                        "query": name,
-                        "method": method,
-                        "n_reference": ref.n_obs,
-                        "n_query": q.n_obs,
-                        **_scores(truth, np.asarray(preds[name]).astype(str)),
-                    }
-                )
+            rows += score_rows(split, ref, queries, method, preds)
     notes = [
         "Same splits and seed as benchmarks/annotation.py; every view gets the same classifier (logistic "
         f"regression, C=1, max_iter 3000); context = each cell's {args.max_len} most expressed mapped genes "
