@@ -124,20 +124,20 @@ def main() -> None:
     previous = RESULTS / "annotation.csv"
     if previous.exists():
         tuned = pd.read_csv(previous)
-        tuned = tuned[tuned["method"] == "scPRINT fine-tuned"]
+        tuned = tuned[tuned["method"].str.startswith("scPRINT")]
         for _, r in tuned.iterrows():
             rows.append(
                 {
                     "split": r["split"],
                     "query": r["query"],
-                    "method": "scPRINT fine-tuned (copied from annotation.csv)",
+                    "method": f"{r['method']} (copied from annotation.csv)",
                     "n_reference": int(r["n_reference"]),
                     "n_query": int(r["n_query"]),
                     "accuracy": float(r["accuracy"]),
                     "macro_f1": float(r["macro_f1"]),
                 }
             )
-        notes.append("The 'scPRINT fine-tuned' rows are copied from the last benchmarks/annotation.py run, not rerun.")
+        notes.append("The 'scPRINT' rows are copied from the last benchmarks/annotation.py run, not rerun.")
     results = pd.DataFrame(rows).sort_values(["split", "query"], kind="stable").reset_index(drop=True)
     logger.info("\n%s", results.to_string())
     run.write(data=data, results=results, summary=pd.DataFrame(), notes=notes)

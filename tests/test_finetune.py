@@ -104,6 +104,10 @@ def test_finetune_lineage(finetuned):
     # linear probe of the new head before fine-tuning, its loss recorded
     probe = record["probe"]["losses"]["line"]
     assert probe[1] < probe[0]
+    # the new head pools the output gene tokens (the default head="pooled")
+    assert record["head"] == "pooled"
+    assert ft.net.config.pooled_labels == ["line"]
+    assert ft.net.cls_decoders["line"].pool is not None
     # the training context is recorded and is what the model is embedded with by default
     assert ft.metadata_["context"] == {"mode": "top_expr", "max_len": FAST["max_len"]}
     assert ft.embedding_context() == ("top_expr", FAST["max_len"])
@@ -213,6 +217,42 @@ def test_ontology_labels_get_hierarchy_and_existing_head_is_refit(toy_model, toy
     assert ft.metadata_["calibration"] == {}  # nothing held out, nothing calibrated
 
 
+def test_token_head_is_scprints_classifier(toy_model, toy_data):
+    ft = copy.deepcopy(toy_model).finetune(
+        toy_data.copy(), labels_keys="cell_type", head="token", heldout_fraction=0, **FAST
+    )
+    assert ft.net.config.pooled_labels == []
+    assert ft.net.cls_decoders["cell_type"].pool is None
+    assert ft.metadata_["finetune"]["head"] == "token"
+
+
+def test_pooled_head_answers_do_not_depend_on_the_other_cells(finetuned, toy_data):
+    import anndata as ad
+
+    _, _, ft, _ = finetuned
+    one = toy_data[3:4].copy()
+    sp.tl.embed(one, model=ft, labels=["line"], min_confidence=0)
+    shuffled = toy_data[np.random.default_rng(0).permutation(toy_data.n_obs)]
+    full = ad.AnnData(shuffled.X.copy(), obs=shuffled.obs.copy(), var=shuffled.var.copy())
+    sp.tl.embed(full, model=ft, labels=["line"], batch_size=7, min_confidence=0)
+    name = toy_data.obs_names[3]
+    np.testing.assert_allclose(
+        one.obsm["scprint_proba_line"].to_numpy()[0],
+        full.obsm["scprint_proba_line"].loc[name].to_numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_pooled_probe_keeps_at_most_max_cells(toy_model, toy_data):
+    from sc_print.model._probe import fit_heads
+
+    ft = copy.deepcopy(toy_model).finetune(toy_data.copy(), labels_keys="cell_type", heldout_fraction=0, **FAST)
+    codes = {"cell_type": ft.label_hierarchy("cell_type").encode(toy_data.obs["cell_type"].astype(str).to_numpy())}
+    losses = fit_heads(ft, toy_data, ["cell_type"], codes, steps=20, lr=1e-2, seed=0, batch_size=16, max_cells=50)
+    assert losses["cell_type"][1] < losses["cell_type"][0]
+
+
 def test_train_heads_freezes_trunk(toy_model, toy_data):
     base = copy.deepcopy(toy_model)
     data = toy_data.copy()
@@ -305,6 +345,7 @@ def test_too_few_cells_per_class_everywhere(toy_model, toy_data):
         ({"noise": 1.5}, "noise"),
         ({"context": "fixed"}, "Unknown context"),
         ({"probe_steps": -1}, "probe_steps"),
+        ({"head": "mlp"}, "Unknown head"),
     ],
 )
 def test_bad_options(toy_model, toy_data, kwargs, match):

@@ -349,6 +349,51 @@ def test_cell_tokens_only_refuses_decoding() -> None:
         net(*_batch(), cell_tokens_only=True)
 
 
+def test_gene_pool_is_a_set_function() -> None:
+    from sc_print.nn import GenePool
+
+    torch.manual_seed(0)
+    pool = GenePool(D, width=8, n_queries=3).eval()
+    genes = torch.randn(B, S, D)
+    perm = torch.randperm(S)
+    out = pool(genes)
+    assert out.shape == (B, 8)
+    torch.testing.assert_close(pool(genes[:, perm]), out, atol=1e-5, rtol=1e-5)  # order of the genes is irrelevant
+    assert not torch.allclose(pool(genes + torch.randn_like(genes)), out)  # but their values are read
+
+
+def test_pooled_classifier_reads_the_gene_outputs() -> None:
+    net = _net(labels=LABELS, pooled_labels=["cell_type"], gene_pool={"width": 8, "n_queries": 2})
+    assert net.cls_decoders["cell_type"].pool is not None
+    assert net.cls_decoders["sex"].pool is None
+    gene_idx, expr, depth = _batch()
+    with torch.no_grad():
+        full = net(gene_idx, expr, depth, decode=False)
+        short = net(gene_idx, expr, depth, decode=False, cell_tokens_only=True)  # needs the genes: full pass
+        token = full.cell_tokens[:, net.token_names.index("cell_type")]
+        by_hand = net.cls_decoders["cell_type"](token, full.gene_out)
+        other_genes = net.cls_decoders["cell_type"](token, full.gene_out.flip(0))
+    for label in LABELS:
+        torch.testing.assert_close(short.cls_logits[label], full.cls_logits[label], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(full.cls_logits["cell_type"], by_hand)
+    assert not torch.allclose(other_genes, by_hand)  # another cell's genes: other logits
+
+
+def test_pooled_classifier_without_genes_and_unknown_pooled_label() -> None:
+    net = _net(labels=LABELS, pooled_labels=["cell_type"])
+    with pytest.raises(ValueError, match="pass `genes`"):
+        net.cls_decoders["cell_type"](torch.zeros(B, D))
+    with pytest.raises(ValueError, match="pooled_labels"):
+        _net(labels=LABELS, pooled_labels=["tissue"])
+
+
+def test_pooled_config_round_trips_json() -> None:
+    config = _config(labels=LABELS, pooled_labels=["sex"], gene_pool={"width": 12, "n_queries": 5})
+    again = ScPrintConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    assert ScPrintNet(again).cls_decoders["sex"].pool.queries.shape == (5, 12)
+
+
 # ---------------------------------------------------------------------------------------------------- precision, regularisation
 
 

@@ -41,6 +41,10 @@ UNKNOWN = "unknown"
 TRAIN_MODES = ("all", "last_layers", "heads")
 #: ``context=`` options of :meth:`FinetuneMixin.finetune`
 FINETUNE_CONTEXTS = ("top_expr", "random_expr", "hvg")
+#: ``head=`` options of :meth:`FinetuneMixin.finetune`
+HEADS = ("pooled", "token")
+#: probe ``(steps, lr)`` of each head kind when ``probe_steps`` / ``probe_lr`` are ``None``
+PROBE_DEFAULTS = {"pooled": (1500, 2e-3), "token": (300, 3e-3)}
 
 
 class _GradReverse(torch.autograd.Function):
@@ -210,7 +214,7 @@ def _transfer_weights(new: ScPrint, base: ScPrint, hierarchies: dict[str, LabelH
             rows[i] = mean_label + 0.02 * torch.randn_like(mean_label)
     new_net.load_state_dict(new_sd)
     for label, dec in new_net.cls_decoders.items():
-        if label in old_net.cls_decoders:
+        if label in old_net.cls_decoders and dec.pool is None:
             old_h = base.label_hierarchy(label)
             _init_head(dec, old_net.cls_decoders[label], hierarchies[label].leaves, old_h.leaves)
 
@@ -260,12 +264,13 @@ class FinetuneMixin:
         batch_scale: float = 0.5,
         max_len: int = 256,
         context: Literal["top_expr", "random_expr", "hvg"] = "top_expr",
+        head: Literal["pooled", "token"] = "pooled",
         noise: float | None = 0.3,
         batch_size: int = 32,
         lr: float = 3e-4,
         warmup_steps: int = 10,
-        probe_steps: int = 300,
-        probe_lr: float = 3e-3,
+        probe_steps: int | None = None,
+        probe_lr: float | None = None,
         heldout_fraction: float = 0.1,
         min_cells_per_class: int = 5,
         target_accuracy: float = 0.9,
@@ -348,11 +353,20 @@ class FinetuneMixin:
             Optimisation (AdamW with linear warmup, as :meth:`ScPrint.train <sc_print.model.ScPrint.train>`), then a
             constant rate: the plateau schedule of pretraining is off, as small references make epochs of a few
             steps.
+        head
+            Classifier of each label in ``labels_keys``: ``"pooled"`` (the default) reads the label's output token
+            and an attention pool of the cell's output gene tokens (:class:`~sc_print.nn.GenePool`: a per-token
+            MLP and 4 learned softmax queries); ``"token"`` reads the label token alone, as scPRINT's classifiers
+            do. On the splits of ``benchmarks/annotation.py`` the small embedded model's label token loses much of
+            what tells the classes apart (a logistic regression on the genes it sees does better than one on its
+            tokens; ``benchmarks/annotation_diagnosis.py``), and the gene outputs still carry it.
         probe_steps, probe_lr
-            Linear probing before fine-tuning (LP-FT, Kumar et al. 2022; see ``sc_print.model._probe``): the new
-            heads are first fitted for ``probe_steps`` full-batch AdamW steps at ``probe_lr`` on the output tokens
-            of the frozen base model, their first layer initialised on the standardised tokens. Without it a
-            new head starts from a near-constant token and barely learns in a short run. ``0`` skips it.
+            Probing before fine-tuning (LP-FT, Kumar et al. 2022; see ``sc_print.model._probe``): the new heads
+            are first fitted for ``probe_steps`` AdamW steps at ``probe_lr`` on the outputs of the frozen base
+            model (token heads: all cells per step, first layer initialised on the standardised tokens; pooled
+            heads: 64 cells per step, on the gene outputs of at most 4,096 cells kept in memory as float16).
+            Without it a new head starts from a near-constant token and barely learns in a short run. ``0`` skips
+            it; ``None``: 1,500 steps at 2e-3 (pooled) or 300 at 3e-3 (token).
         heldout_fraction
             Fraction of the labelled cells (stratified by the first label) held out for calibration; ``0``
             trains on every cell and records no calibration.
@@ -406,6 +420,11 @@ class FinetuneMixin:
         if context not in FINETUNE_CONTEXTS:
             msg = f"Unknown context={context!r}; choose one of {list(FINETUNE_CONTEXTS)}."
             raise ValueError(msg)
+        if head not in HEADS:
+            msg = f"Unknown head={head!r}; choose one of {list(HEADS)}."
+            raise ValueError(msg)
+        probe_steps = PROBE_DEFAULTS[head][0] if probe_steps is None else probe_steps
+        probe_lr = PROBE_DEFAULTS[head][1] if probe_lr is None else probe_lr
         if not isinstance(probe_steps, int) or probe_steps < 0:
             msg = f"`probe_steps` must be a non-negative integer, got {probe_steps!r}."
             raise ValueError(msg)
@@ -449,6 +468,10 @@ class FinetuneMixin:
         all_h = {lab: hierarchies.get(lab) or self.label_hierarchy(lab) for lab in order}
         config = copy.deepcopy(self.net.config)
         config.labels = {lab: all_h[lab].n_leaves for lab in order}
+        pooled = set(config.pooled_labels) & set(kept)
+        if head == "pooled":
+            pooled |= set(names)
+        config.pooled_labels = [lab for lab in order if lab in pooled]
         if config.pred_embedding and any(t not in config.token_names for t in config.pred_embedding):
             config.pred_embedding = None
         training = {k: getattr(self.module, k) for k in _training_options()}
@@ -487,7 +510,7 @@ class FinetuneMixin:
         # the context the model is trained with is the one it is embedded with (probe and calibration included)
         new.metadata_ = {"context": embedding_context}
         trainable = _freeze(new, train, n_layers)
-        fresh = [n for n in names if n not in base_labels]
+        fresh = [n for n in names if n not in base_labels or n in config.pooled_labels]
         probe_losses = {}
         if fresh and probe_steps > 0:
             codes = {
@@ -577,6 +600,7 @@ class FinetuneMixin:
                 "lr": float(lr),
                 "seed": int(seed),
                 "losses": history,
+                "head": head,
                 "probe": {"steps": int(probe_steps), "lr": float(probe_lr), "losses": probe_losses},
                 "wall_time_s": round(train_s, 1),
             },

@@ -100,6 +100,9 @@ class CellOutputs:
     gene_sum, gene_count
         With ``gene_embeddings``: ``[U, d_model]`` sum of the last-layer gene outputs over the cells holding each
         mapped gene, and ``[U]`` the number of those cells.
+    gene_outputs
+        With ``gene_outputs``: ``[n_obs, n_context, d_model]`` float16 last-layer outputs of each cell's gene
+        tokens, in context order (what a pooling classifier reads).
     """
 
     embedding: np.ndarray
@@ -110,6 +113,7 @@ class CellOutputs:
     proba: dict[str, np.ndarray] = field(default_factory=dict)
     gene_sum: np.ndarray | None = None
     gene_count: np.ndarray | None = None
+    gene_outputs: np.ndarray | None = None
 
 
 @dataclass
@@ -271,6 +275,7 @@ class ScPrintInferenceMixin:
         max_len: int | None = None,
         genes: Sequence[str] | None = None,
         gene_embeddings: bool = False,
+        gene_outputs: bool = False,
         batch_size: int = 64,
         accelerator: str = "auto",
         device: int | str = "auto",
@@ -306,6 +311,9 @@ class ScPrintInferenceMixin:
             Gene names (``var_names``) for ``mode="fixed"``.
         gene_embeddings
             Also sum the last-layer gene outputs per gene.
+        gene_outputs
+            Also return every cell's last-layer gene outputs (``n_obs * n_context * d_model`` float16 values in
+            memory: for a few thousand cells).
         batch_size
             Cells per forward pass; results do not depend on it.
         accelerator
@@ -371,6 +379,8 @@ class ScPrintInferenceMixin:
             vocab_sorted = torch.as_tensor(mapping.mapper.vocab_idx, device=torch_device)
             gene_sum = torch.zeros(mapping.n_genes, d_model, device=torch_device)
             gene_count = torch.zeros(mapping.n_genes, device=torch_device)
+        if gene_outputs:
+            result.gene_outputs = np.empty((n_obs, result.context["n_genes"], d_model), dtype=np.float16)
         batches = iter_tokens(
             inputs,
             mode="fixed" if positions is not None else mode,
@@ -389,7 +399,7 @@ class ScPrintInferenceMixin:
                     tokens.depth,
                     decode=False,
                     classify=bool(pred_labels),
-                    cell_tokens_only=not gene_embeddings,
+                    cell_tokens_only=not (gene_embeddings or gene_outputs),
                 )
                 cell = out.cell_tokens.float()
                 result.embedding[start:stop] = net.embed(cell, list(embedding_tokens)).cpu().numpy()
@@ -397,6 +407,8 @@ class ScPrintInferenceMixin:
                     result.tokens[label][start:stop] = cell[:, idx].cpu().numpy()
                 for label in pred_labels:
                     result.proba[label][start:stop] = out.cls_logits[label].float().softmax(-1).cpu().numpy()
+                if gene_outputs:
+                    result.gene_outputs[start:stop] = out.gene_out.float().cpu().numpy().astype(np.float16)
                 if gene_embeddings:
                     cols = torch.searchsorted(vocab_sorted, tokens.gene_idx).reshape(-1)
                     gene_sum.index_add_(0, cols, out.gene_out.float().reshape(-1, d_model))

@@ -167,7 +167,14 @@ class ScPrintModule(BaseModuleClass):
         if self.contrastive_scale > 0:
             noisy2 = downsample_profile(expr, self.noise)
             out2 = self.net(
-                gene_idx, noisy2, depth, depth_mult=context_total, req_depth=depth, decode=False, cell_tokens_only=True
+                gene_idx,
+                noisy2,
+                depth,
+                depth_mult=context_total,
+                req_depth=depth,
+                decode=False,
+                classify=False,
+                cell_tokens_only=True,
             )
             result["emb2"] = self.net.embed(out2.cell_tokens)
         return result

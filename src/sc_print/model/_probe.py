@@ -8,6 +8,10 @@ of joint training left the classification loss at the class-prior value. Linear 
 frozen trunk, the head is fitted to them, and only then is the whole model trained. The head's first layer is
 initialised from the tokens' mean and standard deviation (a data-dependent init), so its LayerNorm sees
 standardised features from the first step.
+
+A pooling head (:class:`~sc_print.nn.GenePool`, which also reads the output gene tokens) is fitted the same way,
+on the gene outputs of the frozen trunk computed once (float16, at most ``max_cells`` cells drawn at random), in
+mini-batches: its input LayerNorm makes the data-dependent init unnecessary.
 """
 
 from __future__ import annotations
@@ -69,8 +73,11 @@ def fit_heads(
     lr: float,
     seed: int,
     batch_size: int = 64,
+    max_cells: int = 4096,
 ) -> dict[str, list[float]]:
-    """Fit the heads of ``labels`` on the output tokens of the frozen trunk (full batch, AdamW).
+    """Fit the heads of ``labels`` on the output tokens of the frozen trunk (AdamW).
+
+    Token heads are fitted on all the cells at each step, pooling heads on ``batch_size`` cells.
 
     Parameters
     ----------
@@ -87,22 +94,33 @@ def fit_heads(
     seed
         Seed of the contexts, of the rotations and of dropout.
     batch_size
-        Cells per forward pass of the token computation.
+        Cells per forward pass of the token computation, and per step of a pooling head.
+    max_cells
+        Cells whose gene outputs are kept for pooling heads (a random subset of a larger reference).
 
     Returns
     -------
     ``{label: [loss before, loss after]}``.
     """
     net = model.net
-    out = model.embed_cells(adata, labels=list(labels), seed=seed, batch_size=batch_size)
+    pooled = any(net.cls_decoders[label].pool is not None for label in labels)
+    rows = np.arange(adata.n_obs)
+    if pooled and adata.n_obs > max_cells:
+        rows = np.sort(np.random.default_rng(seed).choice(adata.n_obs, size=max_cells, replace=False))
+    out = model.embed_cells(
+        adata, indices=rows, labels=list(labels), seed=seed, batch_size=batch_size, gene_outputs=pooled
+    )
+    genes = torch.as_tensor(out.gene_outputs) if pooled else None
     losses: dict[str, list[float]] = {}
     torch.manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(seed))
     for label in labels:
         tokens = torch.as_tensor(out.tokens[label])
-        target = torch.as_tensor(np.asarray(codes[label], dtype=np.int64))
+        target = torch.as_tensor(np.asarray(codes[label], dtype=np.int64)[rows])
         parents = model.label_hierarchy(label).parent_matrix
         head = net.cls_decoders[label]
-        standardise_head(head, tokens.mean(0), tokens.std(0) + 1e-4, seed=seed)
+        if head.pool is None:
+            standardise_head(head, tokens.mean(0), tokens.std(0) + 1e-4, seed=seed)
         was_training = head.training
         head.train()
         params = list(head.parameters())
@@ -111,8 +129,14 @@ def fit_heads(
             p.requires_grad_(True)
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
         record = []
+        labelled = torch.nonzero(target >= 0).ravel()
         for _ in range(int(steps)):
-            loss = hierarchical_classification_loss(head(tokens), target, parents)
+            if head.pool is None:
+                loss = hierarchical_classification_loss(head(tokens), target, parents)
+            else:
+                idx = labelled[torch.randint(0, len(labelled), (batch_size,), generator=gen)]
+                logits = head(tokens[idx], genes[idx].float())
+                loss = hierarchical_classification_loss(logits, target[idx], parents)
             opt.zero_grad()
             loss.backward()
             opt.step()

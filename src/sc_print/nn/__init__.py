@@ -2,7 +2,7 @@
 
 from ._attention import BACKENDS, attention, flash_attn_available
 from ._config import PRESETS, ScPrintConfig
-from ._decoders import ClsDecoder, ExprDecoder, ExprParams
+from ._decoders import ClsDecoder, ExprDecoder, ExprParams, GenePool
 from ._encoders import (
     CategoryValueEncoder,
     ContinuousValueEncoder,
@@ -31,6 +31,7 @@ __all__ = [
     "Block",
     "CategoryValueEncoder",
     "ClsDecoder",
+    "GenePool",
     "ContinuousValueEncoder",
     "DropPath",
     "ExprDecoder",

@@ -47,6 +47,12 @@ class ScPrintConfig:
         Predicted labels in class order, ``{label: number of leaf classes}``.
     layers_cls
         Hidden widths of each classifier.
+    pooled_labels
+        Labels whose classifier also reads an attention pool of the output gene tokens
+        (:class:`~sc_print.nn.GenePool`; what :meth:`ScPrint.finetune <sc_print.model.ScPrint.finetune>` gives new
+        heads by default). Official checkpoints have none.
+    gene_pool
+        ``{"width": int, "n_queries": int}`` of those pools.
     expr_decoder
         ``"zinb"``, ``"nb"`` or ``"mse"``.
     dropout, drop_path_rate
@@ -74,6 +80,8 @@ class ScPrintConfig:
     depth_atinput: bool = True
     labels: dict[str, int] = field(default_factory=dict)
     layers_cls: list[int] = field(default_factory=list)
+    pooled_labels: list[str] = field(default_factory=list)
+    gene_pool: dict[str, int] = field(default_factory=lambda: {"width": 256, "n_queries": 4})
     expr_decoder: ExprDecoderKind = "zinb"
     dropout: float = 0.1
     drop_path_rate: float = 0.0

@@ -79,21 +79,85 @@ class ExprDecoder(nn.Module):
         return ExprParams(mu, theta, pi_logits)
 
 
+class GenePool(nn.Module):
+    """Attention pooling of a cell's output gene tokens: a per-token MLP, then ``n_queries`` learned softmax pools.
+
+    Each token ``h`` becomes ``f = phi(h)`` (Linear → LayerNorm → GELU → Linear, width ``width``); query ``q``
+    weights the genes by ``softmax_s(f_s · q)`` and the pooled vector is the mean over queries of the weighted sum
+    of ``f``. It is a set read-out (Lee et al. 2019, "pooling by multihead attention"): a function of the genes in
+    the cell's context that does not depend on their order.
+
+    Parameters
+    ----------
+    d_model
+        Token width.
+    width
+        Width of ``phi`` and of the pooled vector.
+    n_queries
+        Learned queries.
+    """
+
+    def __init__(self, d_model: int, *, width: int = 256, n_queries: int = 4) -> None:
+        super().__init__()
+        self.phi = nn.Sequential(nn.Linear(d_model, width), nn.LayerNorm(width), nn.GELU(), nn.Linear(width, width))
+        self.queries = nn.Parameter(torch.randn(n_queries, width) * 0.02)
+        self.width = width
+
+    def forward(self, genes: torch.Tensor) -> torch.Tensor:
+        """``[B, S, d]`` gene tokens → ``[B, width]``."""
+        f = self.phi(genes)
+        weights = torch.einsum("bsw,qw->bqs", f, self.queries.to(f.dtype)).softmax(dim=-1)
+        return torch.einsum("bqs,bsw->bw", weights, f) / self.queries.shape[0]
+
+
 class ClsDecoder(nn.Module):
-    """Classifier on one cell token: (Linear → LayerNorm → ReLU → Dropout)* then ``out_layer`` (leaf logits)."""
+    """Classifier on one cell token: (Linear → LayerNorm → ReLU → Dropout)* then ``out_layer`` (leaf logits).
+
+    With ``gene_pool``, the classifier also reads a :class:`GenePool` of the cell's output gene tokens: its input
+    is ``LayerNorm([token, pool(genes)])`` (then dropout), and ``layers`` are not used.
+
+    Parameters
+    ----------
+    d_model
+        Token width.
+    n_classes
+        Leaf classes.
+    layers
+        Hidden widths (token-only classifiers).
+    dropout
+        Dropout of the hidden layers (and of the pooled input).
+    gene_pool
+        ``None`` or ``{"width": int, "n_queries": int}`` of the :class:`GenePool`.
+    """
 
     def __init__(
-        self, d_model: int, n_classes: int, *, layers: list[int] | tuple[int, ...] = (), dropout: float = 0.1
+        self,
+        d_model: int,
+        n_classes: int,
+        *,
+        layers: list[int] | tuple[int, ...] = (),
+        dropout: float = 0.1,
+        gene_pool: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         modules: list[nn.Module] = []
         width = d_model
-        for h in layers:
-            modules += [nn.Linear(width, h), nn.LayerNorm(h), nn.ReLU(), nn.Dropout(dropout)]
-            width = h
+        self.pool = GenePool(d_model, **gene_pool) if gene_pool else None
+        if self.pool is not None:
+            width = d_model + self.pool.width
+            modules = [nn.LayerNorm(width), nn.Dropout(dropout)]
+        else:
+            for h in layers:
+                modules += [nn.Linear(width, h), nn.LayerNorm(h), nn.ReLU(), nn.Dropout(dropout)]
+                width = h
         self.decoder = nn.Sequential(*modules)
         self.out_layer = nn.Linear(width, n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, d]`` token → ``[B, n_classes]`` logits."""
+    def forward(self, x: torch.Tensor, genes: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, d]`` token (and ``[B, S, d]`` gene tokens for a pooling classifier) → ``[B, n_classes]`` logits."""
+        if self.pool is not None:
+            if genes is None:
+                msg = "This classifier reads the output gene tokens too; pass `genes`."
+                raise ValueError(msg)
+            x = torch.cat([x, self.pool(genes)], dim=-1)
         return self.out_layer(self.decoder(x)).float()

@@ -94,8 +94,21 @@ class ScPrintNet(nn.Module):
             c.d_model, kind=c.expr_decoder, depth_input=not c.depth_atinput, dropout=c.dropout
         )
         self.cls_decoders = nn.ModuleDict(
-            {label: ClsDecoder(c.d_model, n, layers=c.layers_cls, dropout=c.dropout) for label, n in c.labels.items()}
+            {
+                label: ClsDecoder(
+                    c.d_model,
+                    n,
+                    layers=c.layers_cls,
+                    dropout=c.dropout,
+                    gene_pool=c.gene_pool if label in c.pooled_labels else None,
+                )
+                for label, n in c.labels.items()
+            }
         )
+        unknown = sorted(set(c.pooled_labels) - set(c.labels))
+        if unknown:
+            msg = f"pooled_labels {unknown} are not labels of this network ({list(c.labels)})."
+            raise ValueError(msg)
         self.token_names: list[str] = c.token_names
         self.n_cell_tokens = len(self.token_names)
         self._init_weights()
@@ -179,7 +192,8 @@ class ScPrintNet(nn.Module):
         cell_tokens_only
             Compute the outputs of the cell tokens only (embedding and classification): the last block
             skips the attention output and MLP of the gene tokens, and ``gene_out`` is ``None``. Needs
-            ``decode=False``.
+            ``decode=False``; ignored when ``classify`` and a classifier reads the gene outputs
+            (``config.pooled_labels``).
 
         Returns
         -------
@@ -188,6 +202,8 @@ class ScPrintNet(nn.Module):
         if cell_tokens_only and decode:
             msg = "cell_tokens_only=True computes no gene outputs, so it needs decode=False."
             raise ValueError(msg)
+        if classify and self.config.pooled_labels:
+            cell_tokens_only = False
         req_depth = depth if req_depth is None else req_depth
         tokens = self.gene_tokens(gene_idx, expr, mask=mask)
         x = torch.cat([self.cell_tokens(gene_idx.shape[0], req_depth).to(tokens.dtype), tokens], dim=1)
@@ -238,7 +254,11 @@ class ScPrintNet(nn.Module):
             out.mu, out.theta, out.pi_logits = self.expr_decoder(out.gene_out, depth_mult.float(), log_depth)
         if classify:
             first = t - len(self.config.labels)
-            out.cls_logits = {label: dec(h[:, first + i]) for i, (label, dec) in enumerate(self.cls_decoders.items())}
+            pooled = set(self.config.pooled_labels)
+            out.cls_logits = {
+                label: dec(h[:, first + i], out.gene_out if label in pooled else None)
+                for i, (label, dec) in enumerate(self.cls_decoders.items())
+            }
         return out
 
     # ------------------------------------------------------------------ embeddings
