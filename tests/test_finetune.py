@@ -249,7 +249,17 @@ def test_pooled_probe_keeps_at_most_max_cells(toy_model, toy_data):
 
     ft = copy.deepcopy(toy_model).finetune(toy_data.copy(), labels_keys="cell_type", heldout_fraction=0, **FAST)
     codes = {"cell_type": ft.label_hierarchy("cell_type").encode(toy_data.obs["cell_type"].astype(str).to_numpy())}
-    losses = fit_heads(ft, toy_data, ["cell_type"], codes, steps=20, lr=1e-2, seed=0, batch_size=16, max_cells=50)
+    seen = {}
+    embed_cells = ft.embed_cells
+
+    def recording(adata, **kwargs):
+        seen.update(kwargs)
+        return embed_cells(adata, **kwargs)
+
+    ft.embed_cells = recording
+    losses = fit_heads(ft, toy_data, ["cell_type"], codes, steps=80, lr=3e-3, seed=0, batch_size=50, max_cells=50)
+    assert seen["gene_outputs"] is True
+    assert len(seen["indices"]) == 50 == len(np.unique(seen["indices"]))
     assert losses["cell_type"][1] < losses["cell_type"][0]
 
 

@@ -5,7 +5,8 @@ copied into a network with one classifier per requested label column (new heads 
 head re-fitted for a label the model already predicts), trained with the Lightning machinery of
 :meth:`ScPrint.train <sc_print.model.ScPrint.train>` together with the self-supervised pretraining losses, and
 calibrated on held-out cells. The calibration (a confidence threshold and a novelty test per label) is stored in
-``model.metadata_["calibration"]`` and applied by ``sp.tl.embed`` / :meth:`FinetuneMixin.abstain`.
+``model.metadata_["calibration"]`` and applied by ``sp.tl.embed`` / :meth:`ScPrint.abstain
+<sc_print.model.ScPrint.abstain>` (``_abstention.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from sc_print._validation import get_counts, resolve_adata
 from sc_print.ontology import LabelHierarchy, is_ontology_term, is_unknown, label_key
 
-from ._calibration import binned_accuracy, calibrate_label, novelty_score
+from ._calibration import calibrate_label
 from ._probe import fit_heads
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ def _freeze(model: ScPrint, train: str, n_layers: int) -> list[str]:
 
 
 class FinetuneMixin:
-    """``finetune``, ``abstain`` and ``calibration`` of :class:`~sc_print.model.ScPrint` (mixed into the class)."""
+    """``finetune`` of :class:`~sc_print.model.ScPrint` (mixed into the class)."""
 
     def finetune(
         self,
@@ -359,7 +360,9 @@ class FinetuneMixin:
             MLP and 4 learned softmax queries); ``"token"`` reads the label token alone, as scPRINT's classifiers
             do. On the splits of ``benchmarks/annotation.py`` the small embedded model's label token loses much of
             what tells the classes apart (a logistic regression on the genes it sees does better than one on its
-            tokens; ``benchmarks/annotation_diagnosis.py``), and the gene outputs still carry it.
+            tokens; ``benchmarks/annotation_diagnosis.py``), and the gene outputs still carry it. There, the pooled
+            head on the frozen trunk (``train="heads", max_steps=0``) is the most accurate option: training the
+            trunk after the probe lowers the accuracy (``benchmarks/annotation.py`` in the README Results).
         probe_steps, probe_lr
             Probing before fine-tuning (LP-FT, Kumar et al. 2022; see ``sc_print.model._probe``): the new heads
             are first fitted for ``probe_steps`` AdamW steps at ``probe_lr`` on the outputs of the frozen base
@@ -607,83 +610,6 @@ class FinetuneMixin:
             "calibration": calibration,
         }
         return new
-
-    # ------------------------------------------------------------------ abstention
-    def calibration(self, label: str) -> dict[str, Any] | None:
-        """The calibration record of ``label`` (``None`` when the model has none).
-
-        Parameters
-        ----------
-        label
-            A label the model predicts.
-
-        Returns
-        -------
-        The dict written by :meth:`~sc_print.model.ScPrint.finetune` (``min_confidence``, ``max_novelty``,
-        ``bins``, ...).
-        """
-        return ((getattr(self, "metadata_", None) or {}).get("calibration") or {}).get(label)
-
-    def abstain(
-        self,
-        label: str,
-        proba: np.ndarray,
-        tokens: np.ndarray | None = None,
-        *,
-        min_confidence: float | None = None,
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Which cells should be labelled ``"unknown"`` rather than given the most probable class.
-
-        A cell abstains when the probability of its predicted leaf is below ``min_confidence`` or, when the
-        model has a calibration with a novelty test and ``tokens`` are given, when its label token is farther
-        from its predicted class than the held-out cells were (squared Mahalanobis distance above
-        ``max_novelty``): a softmax can be confident about cells unlike anything it was trained on.
-
-        Parameters
-        ----------
-        label
-            A label the model predicts.
-        proba
-            ``[n, n_leaves]`` leaf probabilities.
-        tokens
-            ``[n, d]`` output tokens of ``label`` (the novelty test needs them).
-        min_confidence
-            Threshold on the probability; ``None``: the calibrated one (``0`` without calibration).
-
-        Returns
-        -------
-        ``[n]`` bool mask of the cells that abstain, and a record (``min_confidence``, ``source``,
-        ``n_low_confidence``, ``n_novel``, ``n_unknown`` and ``expected_accuracy``: the mean, over the cells
-        that do not abstain, of the held-out accuracy at their confidence in the calibration's reliability
-        table — what a confidence of 0.99 was worth on held-out cells; ``None`` without calibration or when
-        every cell abstains).
-        """
-        record = self.calibration(label) or {}
-        if min_confidence is None:
-            threshold = float(record.get("min_confidence", 0.0))
-            source = "calibrated" if record else "none"
-        else:
-            threshold = float(min_confidence)
-            source = "user"
-        conf = proba.max(1)
-        low = conf < threshold
-        novel = np.zeros(len(conf), dtype=bool)
-        if tokens is not None and record.get("novelty") and min_confidence is None:
-            novel = novelty_score(tokens, proba.argmax(1), record["novelty"]) > float(record["max_novelty"])
-        mask = low | novel
-        expected = None
-        if record.get("bins") and (~mask).any():
-            expected = round(float(binned_accuracy(record["bins"], conf[~mask]).mean()), 4)
-        info = {
-            "min_confidence": threshold,
-            "source": source,
-            "novelty_test": bool(tokens is not None and record.get("novelty") and min_confidence is None),
-            "n_low_confidence": int(low.sum()),
-            "n_novel": int((novel & ~low).sum()),
-            "n_unknown": int(mask.sum()),
-            "expected_accuracy": expected,
-        }
-        return mask, info
 
 
 def _hvg_panel(model: ScPrint, adata: AnnData, n_top: int) -> np.ndarray:

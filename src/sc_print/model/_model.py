@@ -18,6 +18,7 @@ from sc_print.data import GeneVocab, data_gene_ids, label_weights
 from sc_print.nn import ScPrintConfig, ScPrintNet
 from sc_print.ontology import LabelHierarchy, label_key
 
+from ._abstention import AbstentionMixin
 from ._constants import REGISTRY_KEYS
 from ._finetune import FinetuneMixin
 from ._inference import ScPrintInferenceMixin
@@ -40,7 +41,13 @@ def _adata_gene_ids(adata: AnnData, organism: str | None = None) -> np.ndarray:
 
 
 class ScPrint(
-    ScPrintInferenceMixin, ScPrintPerturbMixin, FinetuneMixin, SaveLoadMixin, UnsupervisedTrainingMixin, BaseModelClass
+    ScPrintInferenceMixin,
+    ScPrintPerturbMixin,
+    FinetuneMixin,
+    AbstentionMixin,
+    SaveLoadMixin,
+    UnsupervisedTrainingMixin,
+    BaseModelClass,
 ):
     """scPRINT single-cell foundation model as an scvi-tools model.
 
