@@ -108,6 +108,9 @@ def test_finetune_lineage(finetuned):
     assert record["head"] == "pooled"
     assert ft.net.config.pooled_labels == ["line"]
     assert ft.net.cls_decoders["line"].pool is not None
+    # no read-out of the context expression by default
+    assert record["expression_readout"] is False
+    assert ft.net.cls_decoders["line"].readout is None
     # the training context is recorded and is what the model is embedded with by default
     assert ft.metadata_["context"] == {"mode": "top_expr", "max_len": FAST["max_len"]}
     assert ft.embedding_context() == ("top_expr", FAST["max_len"])
@@ -224,6 +227,36 @@ def test_token_head_is_scprints_classifier(toy_model, toy_data):
     assert ft.net.config.pooled_labels == []
     assert ft.net.cls_decoders["cell_type"].pool is None
     assert ft.metadata_["finetune"]["head"] == "token"
+
+
+def test_expression_readout_is_fitted_by_the_probe(toy_model, toy_data):
+    data = toy_data.copy()
+    data.obs["line"] = data.obs["cell_type"].astype(str)
+    ft = copy.deepcopy(toy_model).finetune(
+        data, labels_keys="line", expression_readout=True, heldout_fraction=0, **FAST
+    )
+    assert ft.net.config.readout_labels == ["line"]
+    assert ft.metadata_["finetune"]["expression_readout"] is True
+    assert torch.count_nonzero(ft.net.cls_decoders["line"].readout.weight) > 0  # zero at init, moved by the probe
+    probe = ft.metadata_["finetune"]["probe"]["losses"]["line"]
+    assert probe[1] < probe[0]
+    with pytest.raises(TypeError, match="expression_readout"):
+        toy_model.finetune(toy_data, labels_keys="cell_type", expression_readout="yes", **FAST)
+
+
+def test_second_finetune_keeps_the_first_head(finetuned, toy_data):
+    """Fine-tuning a fine-tuned model on a new label keeps its pooled / read-out head as trained."""
+    _, _, ft, _ = finetuned
+    first = {k: v.clone() for k, v in ft.net.cls_decoders["line"].state_dict().items()}
+    data = toy_data.copy()
+    data.obs["group"] = np.where(data.obs["cell_type"].astype(str) == "T cell", "T", "other")
+    again = copy.deepcopy(ft).finetune(
+        data, labels_keys="group", train="heads", heldout_fraction=0, **{**FAST, "max_steps": 0}
+    )
+    assert again.net.config.pooled_labels == ["line", "group"]
+    kept = again.net.cls_decoders["line"].state_dict()
+    for key, value in first.items():
+        torch.testing.assert_close(kept[key], value)
 
 
 def test_pooled_head_answers_do_not_depend_on_the_other_cells(finetuned, toy_data):

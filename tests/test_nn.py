@@ -394,6 +394,48 @@ def test_pooled_config_round_trips_json() -> None:
     assert ScPrintNet(again).cls_decoders["sex"].pool.queries.shape == (5, 12)
 
 
+def test_expression_readout_is_a_weighted_gene_sum() -> None:
+    from sc_print.nn import ExpressionReadout
+
+    torch.manual_seed(0)
+    readout = ExpressionReadout(N_GENES, 4)
+    assert torch.count_nonzero(readout.weight) == 0  # zero at init: the classifier starts as its deep part
+    with torch.no_grad():
+        readout.weight.normal_()
+    gene_idx, expr, _ = _batch()
+    values = torch.log1p(expr / expr.sum(-1, keepdim=True) * 1e4)
+    by_hand = torch.einsum("bs,bsc->bc", values, readout.weight[gene_idx])
+    torch.testing.assert_close(readout(gene_idx, expr), by_hand, atol=1e-5, rtol=1e-5)
+    perm = torch.randperm(S)
+    torch.testing.assert_close(readout(gene_idx[:, perm], expr[:, perm]), by_hand, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(readout(gene_idx, 3 * expr), by_hand, atol=1e-5, rtol=1e-5)  # per counts in context
+    assert not torch.allclose(readout(gene_idx, expr.flip(0)), by_hand)
+
+
+def test_readout_classifier_adds_the_expression_logits() -> None:
+    net = _net(labels=LABELS, pooled_labels=["cell_type"], readout_labels=["cell_type"], gene_pool={"width": 8})
+    dec = net.cls_decoders["cell_type"]
+    assert dec.readout is not None
+    assert net.cls_decoders["sex"].readout is None
+    assert torch.count_nonzero(dec.readout.weight) == 0  # _init_weights leaves it at zero
+    with torch.no_grad():
+        dec.readout.weight.normal_()
+    gene_idx, expr, depth = _batch()
+    with torch.no_grad():
+        full = net(gene_idx, expr, depth, decode=False)
+        token = full.cell_tokens[:, net.token_names.index("cell_type")]
+        deep = dec.out_layer(dec.decoder(torch.cat([token, dec.pool(full.gene_out)], -1)))
+        torch.testing.assert_close(full.cls_logits["cell_type"], deep + dec.readout(gene_idx, expr))
+    with pytest.raises(ValueError, match="context expression"):
+        dec(token, full.gene_out)
+    with pytest.raises(ValueError, match="readout_labels"):
+        _net(labels=LABELS, readout_labels=["tissue"])
+    config = _config(labels=LABELS, readout_labels=["sex"])
+    again = ScPrintConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    assert ScPrintNet(again).cls_decoders["sex"].readout.weight.shape == (N_GENES, LABELS["sex"])
+
+
 # ---------------------------------------------------------------------------------------------------- precision, regularisation
 
 

@@ -103,6 +103,9 @@ class CellOutputs:
     gene_outputs
         With ``gene_outputs``: ``[n_obs, n_context, d_model]`` float16 last-layer outputs of each cell's gene
         tokens, in context order (what a pooling classifier reads).
+    context_genes, context_counts
+        With ``gene_outputs``: ``[n_obs, n_context]`` vocabulary index and raw count of each cell's genes in
+        context, in the same order (what an expression read-out reads).
     """
 
     embedding: np.ndarray
@@ -114,6 +117,8 @@ class CellOutputs:
     gene_sum: np.ndarray | None = None
     gene_count: np.ndarray | None = None
     gene_outputs: np.ndarray | None = None
+    context_genes: np.ndarray | None = None
+    context_counts: np.ndarray | None = None
 
 
 @dataclass
@@ -313,7 +318,7 @@ class ScPrintInferenceMixin:
             Also sum the last-layer gene outputs per gene.
         gene_outputs
             Also return every cell's last-layer gene outputs (``n_obs * n_context * d_model`` float16 values in
-            memory: for a few thousand cells).
+            memory: for a few thousand cells), and the genes and counts of its context.
         batch_size
             Cells per forward pass; results do not depend on it.
         accelerator
@@ -380,7 +385,10 @@ class ScPrintInferenceMixin:
             gene_sum = torch.zeros(mapping.n_genes, d_model, device=torch_device)
             gene_count = torch.zeros(mapping.n_genes, device=torch_device)
         if gene_outputs:
-            result.gene_outputs = np.empty((n_obs, result.context["n_genes"], d_model), dtype=np.float16)
+            shape = (n_obs, result.context["n_genes"])
+            result.gene_outputs = np.empty((*shape, d_model), dtype=np.float16)
+            result.context_genes = np.empty(shape, dtype=np.int64)
+            result.context_counts = np.empty(shape, dtype=np.float32)
         batches = iter_tokens(
             inputs,
             mode="fixed" if positions is not None else mode,
@@ -409,6 +417,8 @@ class ScPrintInferenceMixin:
                     result.proba[label][start:stop] = out.cls_logits[label].float().softmax(-1).cpu().numpy()
                 if gene_outputs:
                     result.gene_outputs[start:stop] = out.gene_out.float().cpu().numpy().astype(np.float16)
+                    result.context_genes[start:stop] = tokens.gene_idx.cpu().numpy()
+                    result.context_counts[start:stop] = tokens.expr.float().cpu().numpy()
                 if gene_embeddings:
                     cols = torch.searchsorted(vocab_sorted, tokens.gene_idx).reshape(-1)
                     gene_sum.index_add_(0, cols, out.gene_out.float().reshape(-1, d_model))

@@ -11,7 +11,8 @@ standardised features from the first step.
 
 A pooling head (:class:`~sc_print.nn.GenePool`, which also reads the output gene tokens) is fitted the same way,
 on the gene outputs of the frozen trunk computed once (float16, at most ``max_cells`` cells drawn at random), in
-mini-batches: its input LayerNorm makes the data-dependent init unnecessary.
+mini-batches: its input LayerNorm makes the data-dependent init unnecessary. An expression read-out
+(:class:`~sc_print.nn.ExpressionReadout`) is fitted with it, on the genes and counts of the same contexts.
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ def fit_heads(
     ``{label: [loss before, loss after]}``.
     """
     net = model.net
-    pooled = any(net.cls_decoders[label].pool is not None for label in labels)
+    pooled = any(
+        net.cls_decoders[label].pool is not None or net.cls_decoders[label].readout is not None for label in labels
+    )
     rows = np.arange(adata.n_obs)
     if pooled and adata.n_obs > max_cells:
         rows = np.sort(np.random.default_rng(seed).choice(adata.n_obs, size=max_cells, replace=False))
@@ -111,6 +114,7 @@ def fit_heads(
         adata, indices=rows, labels=list(labels), seed=seed, batch_size=batch_size, gene_outputs=pooled
     )
     genes = torch.as_tensor(out.gene_outputs) if pooled else None
+    context = (torch.as_tensor(out.context_genes), torch.as_tensor(out.context_counts)) if pooled else None
     losses: dict[str, list[float]] = {}
     torch.manual_seed(int(seed))
     gen = torch.Generator().manual_seed(int(seed))
@@ -119,6 +123,7 @@ def fit_heads(
         target = torch.as_tensor(np.asarray(codes[label], dtype=np.int64)[rows])
         parents = model.label_hierarchy(label).parent_matrix
         head = net.cls_decoders[label]
+        minibatch = head.pool is not None or head.readout is not None
         if head.pool is None:
             standardise_head(head, tokens.mean(0), tokens.std(0) + 1e-4, seed=seed)
         was_training = head.training
@@ -131,11 +136,13 @@ def fit_heads(
         record = []
         labelled = torch.nonzero(target >= 0).ravel()
         for _ in range(int(steps)):
-            if head.pool is None:
+            if not minibatch:
                 loss = hierarchical_classification_loss(head(tokens), target, parents)
             else:
                 idx = labelled[torch.randint(0, len(labelled), (batch_size,), generator=gen)]
-                logits = head(tokens[idx], genes[idx].float())
+                cell_genes = genes[idx].float() if head.pool is not None else None
+                cell_context = (context[0][idx], context[1][idx]) if head.readout is not None else None
+                logits = head(tokens[idx], cell_genes, cell_context)
                 loss = hierarchical_classification_loss(logits, target[idx], parents)
             opt.zero_grad()
             loss.backward()

@@ -2,7 +2,7 @@
 
 from ._attention import BACKENDS, attention, flash_attn_available
 from ._config import PRESETS, ScPrintConfig
-from ._decoders import ClsDecoder, ExprDecoder, ExprParams, GenePool
+from ._decoders import ClsDecoder, ExprDecoder, ExpressionReadout, ExprParams, GenePool
 from ._encoders import (
     CategoryValueEncoder,
     ContinuousValueEncoder,
@@ -35,6 +35,7 @@ __all__ = [
     "ContinuousValueEncoder",
     "DropPath",
     "ExprDecoder",
+    "ExpressionReadout",
     "ExprParams",
     "GeneEncoder",
     "PositionalEncoding",

@@ -53,6 +53,9 @@ class ScPrintConfig:
         heads by default). Official checkpoints have none.
     gene_pool
         ``{"width": int, "n_queries": int}`` of those pools.
+    readout_labels
+        Labels whose classifier adds a linear read-out of the context expression to its logits
+        (:class:`~sc_print.nn.ExpressionReadout`). Official checkpoints have none.
     expr_decoder
         ``"zinb"``, ``"nb"`` or ``"mse"``.
     dropout, drop_path_rate
@@ -82,6 +85,7 @@ class ScPrintConfig:
     layers_cls: list[int] = field(default_factory=list)
     pooled_labels: list[str] = field(default_factory=list)
     gene_pool: dict[str, int] = field(default_factory=lambda: {"width": 256, "n_queries": 4})
+    readout_labels: list[str] = field(default_factory=list)
     expr_decoder: ExprDecoderKind = "zinb"
     dropout: float = 0.1
     drop_path_rate: float = 0.0

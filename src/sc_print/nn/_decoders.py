@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ExprDecoderKind = Literal["zinb", "nb", "mse"]
@@ -110,11 +111,46 @@ class GenePool(nn.Module):
         return torch.einsum("bqs,bsw->bw", weights, f) / self.queries.shape[0]
 
 
+class ExpressionReadout(nn.Module):
+    """Linear read-out of a cell's context expression: one learned weight per (vocabulary gene, class).
+
+    The logit of class ``c`` is ``sum_s W[gene_s, c] * log1p(1e4 * x_s / sum_s x_s)`` over the genes ``s`` in
+    the cell's context (``torch.nn.functional.embedding_bag``, weighted sum). Normalising by the counts in
+    context makes the value unchanged, on average, by the random removal of counts of denoising training. It is
+    the "wide" part of a wide-and-deep classifier (Cheng et al. 2016): a logistic regression on the genes the
+    model is shown, trained jointly with the head that reads the transformer outputs. Zeros at init.
+
+    Parameters
+    ----------
+    n_genes
+        Vocabulary size.
+    n_classes
+        Leaf classes.
+    """
+
+    SCALE = 1e4
+
+    def __init__(self, n_genes: int, n_classes: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_genes, n_classes))
+
+    @classmethod
+    def values(cls, expr: torch.Tensor) -> torch.Tensor:
+        """``[B, S]`` counts → ``log1p`` of the counts per ``SCALE`` counts in context."""
+        expr = expr.float()
+        return torch.log1p(expr / expr.sum(-1, keepdim=True).clamp_min(1.0) * cls.SCALE)
+
+    def forward(self, gene_idx: torch.Tensor, expr: torch.Tensor) -> torch.Tensor:
+        """``[B, S]`` vocabulary indices and counts → ``[B, n_classes]`` logits."""
+        return F.embedding_bag(gene_idx, self.weight, per_sample_weights=self.values(expr), mode="sum")
+
+
 class ClsDecoder(nn.Module):
     """Classifier on one cell token: (Linear → LayerNorm → ReLU → Dropout)* then ``out_layer`` (leaf logits).
 
     With ``gene_pool``, the classifier also reads a :class:`GenePool` of the cell's output gene tokens: its input
-    is ``LayerNorm([token, pool(genes)])`` (then dropout), and ``layers`` are not used.
+    is ``LayerNorm([token, pool(genes)])`` (then dropout), and ``layers`` are not used. With ``readout_genes``,
+    an :class:`ExpressionReadout` of the cell's context expression is added to the logits.
 
     Parameters
     ----------
@@ -128,6 +164,8 @@ class ClsDecoder(nn.Module):
         Dropout of the hidden layers (and of the pooled input).
     gene_pool
         ``None`` or ``{"width": int, "n_queries": int}`` of the :class:`GenePool`.
+    readout_genes
+        ``None`` or the vocabulary size of an :class:`ExpressionReadout`.
     """
 
     def __init__(
@@ -138,6 +176,7 @@ class ClsDecoder(nn.Module):
         layers: list[int] | tuple[int, ...] = (),
         dropout: float = 0.1,
         gene_pool: dict[str, int] | None = None,
+        readout_genes: int | None = None,
     ) -> None:
         super().__init__()
         modules: list[nn.Module] = []
@@ -152,12 +191,28 @@ class ClsDecoder(nn.Module):
                 width = h
         self.decoder = nn.Sequential(*modules)
         self.out_layer = nn.Linear(width, n_classes)
+        self.readout = ExpressionReadout(readout_genes, n_classes) if readout_genes else None
 
-    def forward(self, x: torch.Tensor, genes: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, d]`` token (and ``[B, S, d]`` gene tokens for a pooling classifier) → ``[B, n_classes]`` logits."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        genes: torch.Tensor | None = None,
+        context: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``[B, d]`` token → ``[B, n_classes]`` logits.
+
+        A pooling classifier also needs ``genes``, the ``[B, S, d]`` output gene tokens; one with a read-out needs
+        ``context``, the ``([B, S] vocabulary indices, [B, S] counts)`` of the genes in context.
+        """
         if self.pool is not None:
             if genes is None:
                 msg = "This classifier reads the output gene tokens too; pass `genes`."
                 raise ValueError(msg)
             x = torch.cat([x, self.pool(genes)], dim=-1)
-        return self.out_layer(self.decoder(x)).float()
+        logits = self.out_layer(self.decoder(x)).float()
+        if self.readout is not None:
+            if context is None:
+                msg = "This classifier reads the context expression too; pass `context=(gene_idx, expr)`."
+                raise ValueError(msg)
+            logits = logits + self.readout(*context)
+        return logits

@@ -101,14 +101,16 @@ class ScPrintNet(nn.Module):
                     layers=c.layers_cls,
                     dropout=c.dropout,
                     gene_pool=c.gene_pool if label in c.pooled_labels else None,
+                    readout_genes=c.n_genes if label in c.readout_labels else None,
                 )
                 for label, n in c.labels.items()
             }
         )
-        unknown = sorted(set(c.pooled_labels) - set(c.labels))
-        if unknown:
-            msg = f"pooled_labels {unknown} are not labels of this network ({list(c.labels)})."
-            raise ValueError(msg)
+        for field_name in ("pooled_labels", "readout_labels"):
+            unknown = sorted(set(getattr(c, field_name)) - set(c.labels))
+            if unknown:
+                msg = f"{field_name} {unknown} are not labels of this network ({list(c.labels)})."
+                raise ValueError(msg)
         self.token_names: list[str] = c.token_names
         self.n_cell_tokens = len(self.token_names)
         self._init_weights()
@@ -127,6 +129,8 @@ class ScPrintNet(nn.Module):
                 nn.init.normal_(module.weight, std=0.02)
         for dec in self.cls_decoders.values():
             nn.init.constant_(dec.out_layer.bias, -0.13)
+            if dec.readout is not None:
+                nn.init.zeros_(dec.readout.weight)
 
     # ------------------------------------------------------------------ tokens
     def gene_tokens(
@@ -212,7 +216,15 @@ class ScPrintNet(nn.Module):
         h = self.transformer(x, qk_hook=qk_hook, qk_layers=qk_layers, stop_after_qk=stop, n_outputs=n_outputs)
         if h is None:
             return ScPrintOutput()
-        return self._heads(h, expr=expr, depth_mult=depth_mult, req_depth=req_depth, decode=decode, classify=classify)
+        return self._heads(
+            h,
+            expr=expr,
+            depth_mult=depth_mult,
+            req_depth=req_depth,
+            decode=decode,
+            classify=classify,
+            context=(gene_idx, expr),
+        )
 
     def generate(
         self,
@@ -243,6 +255,7 @@ class ScPrintNet(nn.Module):
         req_depth: torch.Tensor,
         decode: bool,
         classify: bool,
+        context: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> ScPrintOutput:
         t = self.n_cell_tokens
         out = ScPrintOutput(cell_tokens=h[:, :t], gene_out=h[:, t:] if h.shape[1] > t else None)
@@ -256,7 +269,7 @@ class ScPrintNet(nn.Module):
             first = t - len(self.config.labels)
             pooled = set(self.config.pooled_labels)
             out.cls_logits = {
-                label: dec(h[:, first + i], out.gene_out if label in pooled else None)
+                label: dec(h[:, first + i], out.gene_out if label in pooled else None, context)
                 for i, (label, dec) in enumerate(self.cls_decoders.items())
             }
         return out
