@@ -240,6 +240,7 @@ def test_expression_readout_is_fitted_by_the_probe(toy_model, toy_data):
     assert torch.count_nonzero(ft.net.cls_decoders["line"].readout.weight) > 0  # zero at init, moved by the probe
     probe = ft.metadata_["finetune"]["probe"]["losses"]["line"]
     assert probe[1] < probe[0]
+    _assert_alone_equals_full(ft, toy_data, "line")  # the read-out is a function of the cell's own context
     with pytest.raises(TypeError, match="expression_readout"):
         toy_model.finetune(toy_data, labels_keys="cell_type", expression_readout="yes", **FAST)
 
@@ -259,22 +260,27 @@ def test_second_finetune_keeps_the_first_head(finetuned, toy_data):
         torch.testing.assert_close(kept[key], value)
 
 
-def test_pooled_head_answers_do_not_depend_on_the_other_cells(finetuned, toy_data):
+def _assert_alone_equals_full(ft, toy_data, label: str) -> None:
+    """One cell embedded alone gets the probabilities it gets inside the shuffled full object (batch size 7)."""
     import anndata as ad
 
-    _, _, ft, _ = finetuned
     one = toy_data[3:4].copy()
-    sp.tl.embed(one, model=ft, labels=["line"], min_confidence=0)
+    sp.tl.embed(one, model=ft, labels=[label], min_confidence=0)
     shuffled = toy_data[np.random.default_rng(0).permutation(toy_data.n_obs)]
     full = ad.AnnData(shuffled.X.copy(), obs=shuffled.obs.copy(), var=shuffled.var.copy())
-    sp.tl.embed(full, model=ft, labels=["line"], batch_size=7, min_confidence=0)
+    sp.tl.embed(full, model=ft, labels=[label], batch_size=7, min_confidence=0)
     name = toy_data.obs_names[3]
     np.testing.assert_allclose(
-        one.obsm["scprint_proba_line"].to_numpy()[0],
-        full.obsm["scprint_proba_line"].loc[name].to_numpy(),
+        one.obsm[f"scprint_proba_{label}"].to_numpy()[0],
+        full.obsm[f"scprint_proba_{label}"].loc[name].to_numpy(),
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_pooled_head_answers_do_not_depend_on_the_other_cells(finetuned, toy_data):
+    _, _, ft, _ = finetuned
+    _assert_alone_equals_full(ft, toy_data, "line")
 
 
 def test_pooled_probe_keeps_at_most_max_cells(toy_model, toy_data):

@@ -104,17 +104,17 @@ def fit_heads(
     ``{label: [loss before, loss after]}``.
     """
     net = model.net
-    pooled = any(
+    cached = any(
         net.cls_decoders[label].pool is not None or net.cls_decoders[label].readout is not None for label in labels
     )
     rows = np.arange(adata.n_obs)
-    if pooled and adata.n_obs > max_cells:
+    if cached and adata.n_obs > max_cells:
         rows = np.sort(np.random.default_rng(seed).choice(adata.n_obs, size=max_cells, replace=False))
     out = model.embed_cells(
-        adata, indices=rows, labels=list(labels), seed=seed, batch_size=batch_size, gene_outputs=pooled
+        adata, indices=rows, labels=list(labels), seed=seed, batch_size=batch_size, gene_outputs=cached
     )
-    genes = torch.as_tensor(out.gene_outputs) if pooled else None
-    context = (torch.as_tensor(out.context_genes), torch.as_tensor(out.context_counts)) if pooled else None
+    genes = torch.as_tensor(out.gene_outputs) if cached else None
+    context = (torch.as_tensor(out.context_genes), torch.as_tensor(out.context_counts)) if cached else None
     losses: dict[str, list[float]] = {}
     torch.manual_seed(int(seed))
     gen = torch.Generator().manual_seed(int(seed))
