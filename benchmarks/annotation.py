@@ -8,7 +8,10 @@ Splits (seeded):
 - ``pbmc_sorted``: FACS-sorted PBMC reference, fine-tune on a stratified half, predict the other half.
 
 Methods: scPRINT fine-tuned with the default recipe of ``ScPrint.finetune`` (new ``cell_line``/``sorted`` head,
-last transformer block + heads trained, denoising + bottleneck on, batch = data set for CellBench); PCA +
+pooled head + expression read-out probed on the frozen base model, then the whole model trained with denoising +
+bottleneck, batch = data set for CellBench), the same with a frozen trunk (``train="heads", max_steps=0``: the
+probe alone), and the frozen trunk without the expression read-out (``expression_readout=False``: the classifier
+reads the transformer outputs only, to show what the deep part alone does); PCA +
 logistic regression (50 components of log-normalised counts of 2,000 highly variable genes of the reference,
 query projected on the reference PCA; what celltypist-style users do); scANVI (scvi-tools: scVI pretrained on
 reference + query without query labels, then ``SCANVI.from_scvi_model``, query cells unlabelled). Scores:
@@ -40,6 +43,16 @@ import sc_print as sc_print_pkg
 
 logger = logging.getLogger("benchmarks.annotation")
 LABEL = "cell_line"
+# (row name, finetune options, batch term for CellBench); the first row is the defaults
+SCPRINT_VARIANTS: list[tuple[str, dict[str, Any], bool]] = [
+    ("scPRINT fine-tuned", {}, True),
+    ("scPRINT fine-tuned, frozen trunk", {"train": "heads", "max_steps": 0}, False),
+    (
+        "scPRINT fine-tuned, frozen trunk, deep head only",
+        {"train": "heads", "max_steps": 0, "expression_readout": False},
+        False,
+    ),
+]
 
 
 def _cellbench(name: str) -> tuple[ad.AnnData, Any]:
@@ -238,22 +251,27 @@ def main() -> None:
         ref, queries, records = loader()
         data += [{**r, "split": split} for r in records]
         logger.info("%s: reference %d cells, queries %s", split, ref.n_obs, {k: v.n_obs for k, v in queries.items()})
-        with timed(f"{split}: scPRINT fine-tune + predict"):
-            preds, abst, ft, ft_s, pred_s = scprint(base, ref, queries, args, batch_key)
+        methods = {}
+        for method, options, uses_batch in SCPRINT_VARIANTS:
+            with timed(f"{split}: {method}"):
+                preds, abst, ft, ft_s, pred_s = scprint(
+                    base, ref, queries, args, batch_key if uses_batch else None, **options
+                )
+            methods[method] = (preds, ft_s + pred_s, ft_s)
+            if not options:  # the defaults
+                ft_default = ft
+                extra[split] = {
+                    "finetune": ft.metadata_["finetune"],
+                    "abstention": abst,
+                    "calibration": {
+                        k: {kk: vv for kk, vv in v.items() if kk != "novelty"}
+                        for k, v in ft.metadata_["calibration"].items()
+                    },
+                }
+            else:
+                extra[split][method] = {"finetune": ft.metadata_["finetune"], "abstention": abst}
         if split == "cellbench":
-            ft_cellbench = ft
-        extra[split] = {
-            "finetune": ft.metadata_["finetune"],
-            "abstention": abst,
-            "calibration": {
-                k: {kk: vv for kk, vv in v.items() if kk != "novelty"} for k, v in ft.metadata_["calibration"].items()
-            },
-        }
-        methods = {"scPRINT fine-tuned": (preds, ft_s + pred_s, ft_s)}
-        with timed(f"{split}: scPRINT pooled head on the frozen trunk"):
-            preds, abst, frozen, ft_s, pred_s = scprint(base, ref, queries, args, None, train="heads", max_steps=0)
-        extra[split]["frozen_trunk"] = {"finetune": frozen.metadata_["finetune"], "abstention": abst}
-        methods["scPRINT pooled head, frozen trunk"] = (preds, ft_s + pred_s, ft_s)
+            ft_cellbench = ft_default
         with timed(f"{split}: PCA + logistic regression"):
             methods["PCA + logistic regression"] = (*pca_logreg(ref, queries, args.seed), None)
         with timed(f"{split}: scANVI"):
@@ -269,12 +287,14 @@ def main() -> None:
         "Timings on a 2-core CPU machine shared with other jobs; wall time per method covers training and "
         "prediction of all queries of the split (scPRINT: fine-tuning + calibration + prediction).",
         f"scPRINT fine-tuned: ScPrint.finetune defaults ({args.max_steps} steps, train='all', lr 3e-4, noise 0.3, "
-        "batch 32, head='pooled' (label token + attention pool of the output gene tokens) probed first for 1,500 "
-        "steps on the frozen base model, context = the 256 most expressed genes of each cell in training, "
-        "calibration and prediction), min_confidence=0 for the scores (calibrated abstention reported "
-        f"separately); the zero-shot embedding uses {args.max_len} random expressed genes per cell.",
-        "scPRINT pooled head, frozen trunk: the same call with train='heads', max_steps=0 (the probe alone: only "
-        "the new head is trained, on the base model's outputs; no batch term).",
+        "batch 32, head='pooled' (label token + attention pool of the output gene tokens) with the expression "
+        "read-out (a logistic regression on the context expression, fitted first by L-BFGS, then frozen), the rest "
+        "of the head probed for 1,500 steps on the frozen base model, context = the 256 most expressed genes of "
+        "each cell in training, calibration and prediction), min_confidence=0 for the scores (calibrated abstention "
+        f"reported separately); the zero-shot embedding uses {args.max_len} random expressed genes per cell.",
+        "frozen trunk: the same call with train='heads', max_steps=0 (the probe alone: only the new head is "
+        "trained, on the base model's outputs; no batch term). deep head only: the same with expression_readout=False.",
+        "finetune_s: ScPrint.finetune alone (probe, training, calibration); wall_time_s adds the prediction.",
         f"scANVI: scVI {args.scvi_epochs} epochs (10 latent dims, batch = data set) then SCANVI "
         f"{max(args.scvi_epochs // 5, 10)} epochs; PCA + LR: 50 PCs of 2,000 HVGs of the reference.",
         "Drop-seq holds 3 of the 5 cell lines of the CEL-seq2 plates; macro-F1 averages over the query's classes.",

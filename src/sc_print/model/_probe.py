@@ -11,8 +11,14 @@ standardised features from the first step.
 
 A pooling head (:class:`~sc_print.nn.GenePool`, which also reads the output gene tokens) is fitted the same way,
 on the gene outputs of the frozen trunk computed once (float16, at most ``max_cells`` cells drawn at random), in
-mini-batches: its input LayerNorm makes the data-dependent init unnecessary. An expression read-out
-(:class:`~sc_print.nn.ExpressionReadout`) is fitted with it, on the genes and counts of the same contexts.
+mini-batches: its input LayerNorm makes the data-dependent init unnecessary.
+
+An expression read-out (:class:`~sc_print.nn.ExpressionReadout`) is a logistic regression on the genes and counts
+of the same contexts. A convex problem is better solved than stepped at: it is fitted first, alone and to
+convergence (:class:`torch.optim.LBFGS` on all the cached cells, L2 penalty as scikit-learn's
+``LogisticRegression(C=1)``: ``C`` per one-vs-rest class of the head's loss). The rest of the head then starts
+from zero output weights, so the classifier starts as the regression, and is fitted on top of it with the read-out
+held fixed. A read-out fitted this way stays frozen in the training that follows (see ``finetune``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from sc_print.ontology import hierarchical_classification_loss
 
@@ -64,6 +71,78 @@ def standardise_head(head: torch.nn.Module, mean: torch.Tensor, std: torch.Tenso
             layer.bias.zero_()
 
 
+def fit_readout(
+    readout: torch.nn.Module,
+    gene_idx: torch.Tensor,
+    expr: torch.Tensor,
+    target: torch.Tensor,
+    parents: torch.Tensor | np.ndarray | None,
+    *,
+    c: float = 1.0,
+    max_iter: int = 500,
+) -> list[float]:
+    """Fit an :class:`~sc_print.nn.ExpressionReadout` as an L2-regularised logistic regression (L-BFGS, full batch).
+
+    The loss is the head's (:func:`~sc_print.ontology.hierarchical_classification_loss`: one-vs-rest, mean over
+    cells and leaves) plus ``||W||^2 / (2 c n K)`` for ``n`` labelled cells and ``K`` leaves: each leaf's
+    regression is penalised as scikit-learn's ``LogisticRegression(C=c)`` (the bias is not penalised).
+
+    Parameters
+    ----------
+    readout
+        The read-out; its ``weight`` and ``bias`` are overwritten.
+    gene_idx, expr
+        ``[n, S]`` vocabulary indices and counts of the cells' contexts.
+    target
+        ``[n]`` hierarchy codes (``-1``: unknown, left out).
+    parents
+        Parent matrix of the label's hierarchy (``None``: flat).
+    c
+        Inverse regularisation strength.
+    max_iter
+        L-BFGS iterations.
+
+    Returns
+    -------
+    ``[loss before, loss after]`` (penalty included).
+    """
+    keep = target >= 0
+    idx, counts, y = gene_idx[keep], expr[keep], target[keep]
+    if len(y) == 0:
+        return []
+    values = readout.values(counts).double()  # float64: the regression's flat directions converge too
+    n, n_classes = len(y), readout.weight.shape[1]
+    penalty = 1.0 / (2.0 * float(c) * n * n_classes)
+    weight = torch.zeros(readout.weight.shape, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=int(max_iter),
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+    )
+
+    def loss_fn() -> torch.Tensor:
+        logits = F.embedding_bag(idx, weight, per_sample_weights=values, mode="sum") + bias
+        return hierarchical_classification_loss(logits, y, parents) + penalty * weight.square().sum()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    first = float(opt.step(closure).detach())
+    with torch.no_grad():
+        last = float(loss_fn())
+        readout.weight.copy_(weight)
+        readout.bias.copy_(bias)
+    return [first, last]
+
+
 def fit_heads(
     model: ScPrint,
     adata: AnnData,
@@ -78,7 +157,8 @@ def fit_heads(
 ) -> dict[str, list[float]]:
     """Fit the heads of ``labels`` on the output tokens of the frozen trunk (AdamW).
 
-    Token heads are fitted on all the cells at each step, pooling heads on ``batch_size`` cells.
+    Token heads are fitted on all the cells at each step, pooling heads on ``batch_size`` cells. An expression
+    read-out is fitted first (:func:`fit_readout`) and then held fixed while the rest of its head is fitted.
 
     Parameters
     ----------
@@ -101,7 +181,8 @@ def fit_heads(
 
     Returns
     -------
-    ``{label: [loss before, loss after]}``.
+    ``{label: [loss before, loss after]}`` of the head's steps, and ``{"<label> read-out": [...]}`` of each
+    read-out's fit.
     """
     net = model.net
     cached = any(
@@ -126,9 +207,17 @@ def fit_heads(
         minibatch = head.pool is not None or head.readout is not None
         if head.pool is None:
             standardise_head(head, tokens.mean(0), tokens.std(0) + 1e-4, seed=seed)
+        readout_grad = None
+        if head.readout is not None:
+            losses[f"{label} read-out"] = fit_readout(head.readout, *context, target, parents)
+            readout_grad = head.readout.weight.requires_grad
+            head.readout.requires_grad_(False)
+            with torch.no_grad():
+                head.out_layer.weight.zero_()
+                head.out_layer.bias.zero_()
         was_training = head.training
         head.train()
-        params = list(head.parameters())
+        params = [p for name, p in head.named_parameters() if not name.startswith("readout.")]
         grads = [p.requires_grad for p in params]
         for p in params:
             p.requires_grad_(True)
@@ -150,6 +239,8 @@ def fit_heads(
             record.append(float(loss.detach()))
         for p, g in zip(params, grads, strict=True):
             p.requires_grad_(g)
+        if readout_grad is not None:
+            head.readout.requires_grad_(readout_grad)
         head.train(was_training)
         losses[label] = [record[0], record[-1]] if record else []
     return losses

@@ -114,8 +114,8 @@ class GenePool(nn.Module):
 class ExpressionReadout(nn.Module):
     """Linear read-out of a cell's context expression: one learned weight per (vocabulary gene, class).
 
-    The logit of class ``c`` is ``sum_s W[gene_s, c] * log1p(1e4 * x_s / sum_s x_s)`` over the genes ``s`` in
-    the cell's context (``torch.nn.functional.embedding_bag``, weighted sum). Normalising by the counts in
+    The logit of class ``c`` is ``b[c] + sum_s W[gene_s, c] * log1p(1e4 * x_s / sum_s x_s)`` over the genes ``s``
+    in the cell's context (``torch.nn.functional.embedding_bag``, weighted sum). Normalising by the counts in
     context makes the value unchanged, on average, by the random removal of counts of denoising training. It is
     the "wide" part of a wide-and-deep classifier (Cheng et al. 2016): a logistic regression on the genes the
     model is shown, trained jointly with the head that reads the transformer outputs. Zeros at init.
@@ -133,6 +133,7 @@ class ExpressionReadout(nn.Module):
     def __init__(self, n_genes: int, n_classes: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(n_genes, n_classes))
+        self.bias = nn.Parameter(torch.zeros(n_classes))
 
     @classmethod
     def values(cls, expr: torch.Tensor) -> torch.Tensor:
@@ -142,7 +143,7 @@ class ExpressionReadout(nn.Module):
 
     def forward(self, gene_idx: torch.Tensor, expr: torch.Tensor) -> torch.Tensor:
         """``[B, S]`` vocabulary indices and counts → ``[B, n_classes]`` logits."""
-        return F.embedding_bag(gene_idx, self.weight, per_sample_weights=self.values(expr), mode="sum")
+        return F.embedding_bag(gene_idx, self.weight, per_sample_weights=self.values(expr), mode="sum") + self.bias
 
 
 class ClsDecoder(nn.Module):

@@ -131,6 +131,7 @@ class ScPrintNet(nn.Module):
             nn.init.constant_(dec.out_layer.bias, -0.13)
             if dec.readout is not None:
                 nn.init.zeros_(dec.readout.weight)
+                nn.init.zeros_(dec.readout.bias)
 
     # ------------------------------------------------------------------ tokens
     def gene_tokens(

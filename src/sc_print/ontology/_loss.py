@@ -86,7 +86,7 @@ def hierarchical_classification_loss(
         )
         raise ValueError(msg)
 
-    logits_f = logits.float()
+    logits_f = logits if logits.dtype == torch.float64 else logits.float()  # half → float32; float64 kept
     known = codes >= 0
     is_leaf = known & (codes < n_leaves)
     is_parent = codes >= n_leaves
@@ -154,7 +154,7 @@ def hierarchical_probabilities(
     if method not in ("noisy_or", "max", "logsumexp"):
         msg = f"method must be 'noisy_or', 'max' or 'logsumexp', got {method!r}."
         raise ValueError(msg)
-    logits_f = logits.float()
+    logits_f = logits if logits.dtype == torch.float64 else logits.float()  # half → float32; float64 kept
     leaf_proba = torch.sigmoid(logits_f)
     matrix = _as_parent_tensor(parent_matrix, logits.shape[1], logits.device)
     n_parents = matrix.shape[0]
