@@ -9,7 +9,9 @@ Splits (seeded):
 
 Methods: scPRINT fine-tuned with the default recipe of ``ScPrint.finetune`` (new ``cell_line``/``sorted`` head,
 pooled head + expression read-out probed on the frozen base model, then the whole model trained with denoising +
-bottleneck, batch = data set for CellBench), the same with a frozen trunk (``train="heads", max_steps=0``: the
+bottleneck, batch = data set for CellBench), the same with deep supervision (``deep_scale=1``: the rest of the
+head is also trained to classify without the read-out, so the trunk and the label token learn the labels), the
+same with a frozen trunk (``train="heads", max_steps=0``: the
 probe alone), and the frozen trunk without the expression read-out (``expression_readout=False``: the classifier
 reads the transformer outputs only, to show what the deep part alone does); PCA +
 logistic regression (50 components of log-normalised counts of 2,000 highly variable genes of the reference,
@@ -19,7 +21,8 @@ accuracy and macro-F1 over the query cells (abstention off, ``min_confidence=0``
 calibrated abstention is reported separately), wall time of each method.
 
 Embedding scores (scib-metrics, not min-max scaled) on the CellBench technology split (``sc_celseq2`` +
-``sc_dropseq``, batch = technology): zero-shot scPRINT, the fine-tuned scPRINT, PCA and scVI, with the code of
+``sc_dropseq``, batch = technology): zero-shot scPRINT, the CellBench models whose trunk was fine-tuned (default
+and deep supervision), PCA and scVI, with the code of
 ``benchmarks/embedding.py``.
 
 Run: ``python benchmarks/annotation.py [--model default] [--max-steps 150]``.
@@ -46,6 +49,7 @@ LABEL = "cell_line"
 # (row name, finetune options, batch term for CellBench); the first row is the defaults
 SCPRINT_VARIANTS: list[tuple[str, dict[str, Any], bool]] = [
     ("scPRINT fine-tuned", {}, True),
+    ("scPRINT fine-tuned, deep supervision", {"deep_scale": 1.0}, True),
     ("scPRINT fine-tuned, frozen trunk", {"train": "heads", "max_steps": 0}, False),
     (
         "scPRINT fine-tuned, frozen trunk, deep head only",
@@ -202,25 +206,28 @@ def scprint(
     return preds, abst, ft, ft_s, time.perf_counter() - t1
 
 
-def embedding_scores(base: Any, ft: Any, args: Any) -> pd.DataFrame:
+def embedding_scores(base: Any, tuned: dict[str, Any], args: Any) -> pd.DataFrame:
+    """scib-metrics of the zero-shot model, each fine-tuned model of ``tuned`` (``{method: model}``), PCA, scVI."""
     from embedding import add_pca_and_scvi, load_setting
     from scib_metrics.benchmark import Benchmarker
 
     adata, _ = load_setting("technologies")
     times: dict[str, float] = {}
-    zs, tuned = adata.copy(), adata.copy()
+    zs = adata.copy()
     sc_print_pkg.tl.embed(zs, model=base, max_len=args.max_len, rng=args.seed, min_confidence=0)
-    sc_print_pkg.tl.embed(tuned, model=ft, rng=args.seed, min_confidence=0)  # the model's context
-    add_pca_and_scvi(adata, batch="technology", seed=args.seed, epochs=args.scvi_epochs, times=times)
     adata.obsm["scPRINT zero-shot"] = zs.obsm["X_scprint"]
-    adata.obsm["scPRINT fine-tuned"] = tuned.obsm["X_scprint"]
+    for method, ft in tuned.items():
+        part = adata.copy()
+        sc_print_pkg.tl.embed(part, model=ft, rng=args.seed, min_confidence=0)  # the model's context
+        adata.obsm[method] = part.obsm["X_scprint"]
+    add_pca_and_scvi(adata, batch="technology", seed=args.seed, epochs=args.scvi_epochs, times=times)
     adata.obsm["PCA"] = adata.obsm["X_pca"]
     adata.obsm["scVI"] = adata.obsm["X_scvi"]
     bm = Benchmarker(
         adata,
         batch_key="technology",
         label_key=LABEL,
-        embedding_obsm_keys=["scPRINT zero-shot", "scPRINT fine-tuned", "PCA", "scVI"],
+        embedding_obsm_keys=["scPRINT zero-shot", *tuned, "PCA", "scVI"],
         pre_integrated_embedding_obsm_key="X_pca",
         n_jobs=args.threads,
         progress_bar=False,
@@ -243,7 +250,7 @@ def main() -> None:
     run = start_run(args, "annotation")
     base = run.model
     rows, data, extra = [], [], {}
-    ft_cellbench = None
+    tuned_cellbench: dict[str, Any] = {}  # CellBench models whose embedding was fine-tuned (for scib-metrics)
     for split, loader, batch_key in (
         ("cellbench", cellbench_split, "dataset"),
         ("pbmc_sorted", lambda: pbmc_split(args.seed), None),
@@ -259,7 +266,6 @@ def main() -> None:
                 )
             methods[method] = (preds, ft_s + pred_s, ft_s)
             if not options:  # the defaults
-                ft_default = ft
                 extra[split] = {
                     "finetune": ft.metadata_["finetune"],
                     "abstention": abst,
@@ -270,8 +276,8 @@ def main() -> None:
                 }
             else:
                 extra[split][method] = {"finetune": ft.metadata_["finetune"], "abstention": abst}
-        if split == "cellbench":
-            ft_cellbench = ft_default
+            if split == "cellbench" and options.get("train", "all") != "heads":  # the trunk was trained
+                tuned_cellbench[method] = ft
         with timed(f"{split}: PCA + logistic regression"):
             methods["PCA + logistic regression"] = (*pca_logreg(ref, queries, args.seed), None)
         with timed(f"{split}: scANVI"):
@@ -292,6 +298,9 @@ def main() -> None:
         "of the head probed for 1,500 steps on the frozen base model, context = the 256 most expressed genes of "
         "each cell in training, calibration and prediction), min_confidence=0 for the scores (calibrated abstention "
         f"reported separately); the zero-shot embedding uses {args.max_len} random expressed genes per cell.",
+        "deep supervision: the defaults with deep_scale=1 (the rest of the head is also trained to classify "
+        "without the read-out, which trains the label token, part of the cell embedding, and the trunk on the "
+        "labels).",
         "frozen trunk: the same call with train='heads', max_steps=0 (the probe alone: only the new head is "
         "trained, on the base model's outputs; no batch term). deep head only: the same with expression_readout=False.",
         "finetune_s: ScPrint.finetune alone (probe, training, calibration); wall_time_s adds the prediction.",
@@ -305,12 +314,12 @@ def main() -> None:
     if importlib.util.find_spec("scib_metrics") is None and not args.skip_embedding:
         notes.append("Embedding scores skipped: scib-metrics is not installed (pip install scib-metrics).")
         args.skip_embedding = True
-    if not args.skip_embedding and ft_cellbench is not None:
+    if not args.skip_embedding and tuned_cellbench:
         with timed("scib-metrics on the technology split"):
-            summary = embedding_scores(base, ft_cellbench, args)
+            summary = embedding_scores(base, tuned_cellbench, args)
         notes.append(
             "Embedding scores (summary rows): scib-metrics Benchmarker defaults, not min-max scaled; the fine-tuned "
-            "model is the CellBench one (its reference includes sc_celseq2, the CEL-seq2 half of this split)."
+            "models are the CellBench ones (its reference includes sc_celseq2, the CEL-seq2 half of this split)."
         )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "annotation_details.json").write_text(json.dumps(extra, indent=1, default=str) + "\n")

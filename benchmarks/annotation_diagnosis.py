@@ -1,6 +1,7 @@
-"""Where the fine-tuned model loses accuracy: the information in the cells' context vs what the model keeps of it.
+"""Where a fine-tuned classifier can lose accuracy: the information in the cells' context vs what the model keeps of it.
 
-``benchmarks/annotation.py`` finds the fine-tuned embedded model behind PCA + logistic regression on the sorted
+Without its expression read-out (``expression_readout=False``, the "deep head only" rows of
+``benchmarks/annotation.py``) the fine-tuned embedded model falls behind PCA + logistic regression on the sorted
 PBMC split. This script asks why, on the same splits (same seed, same reference and query cells), by fitting one
 and the same classifier (scikit-learn logistic regression, ``C=1``) to different views of the cells:
 

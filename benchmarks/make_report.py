@@ -451,10 +451,10 @@ def annotation_tables(record: dict[str, Any]) -> tuple[str, str]:
 
 
 def annotation_diagnosis_tables(record: dict[str, Any]) -> tuple[str, str]:
-    """Where fine-tuning loses (``benchmarks/annotation_diagnosis.py``): one classifier on different views."""
+    """Where a classifier on the model loses (``benchmarks/annotation_diagnosis.py``): one classifier, several views."""
     res = _results(record)
     short = (
-        "**Where the fine-tuned accuracy is lost** (the same logistic regression on different views of the same "
+        "**Where a classifier on the model's outputs loses accuracy** (the same logistic regression on different views of the same "
         "cells and splits: expression of the 2,000 HVGs, expression of exactly the genes the model sees, the frozen "
         "zero-shot model's outputs):\n\n"
     )
@@ -870,7 +870,7 @@ def full_report(records: dict[str, dict[str, Any]], short: str, details: dict[st
         "embedding": "Embedding",
         "classification": "Classification",
         "annotation": "Annotation by fine-tuning",
-        "annotation_diagnosis": "Where fine-tuning loses",
+        "annotation_diagnosis": "Where a classifier on the model's outputs loses",
         "spatial": "Spatial (her2st)",
         "perturb": "In-silico perturbation",
     }

@@ -448,6 +448,8 @@ def test_too_few_cells_per_class_everywhere(toy_model, toy_data):
         ({"context": "fixed"}, "Unknown context"),
         ({"probe_steps": -1}, "probe_steps"),
         ({"head": "mlp"}, "Unknown head"),
+        ({"deep_scale": -1.0}, "deep_scale"),
+        ({"deep_scale": float("nan")}, "deep_scale"),
     ],
 )
 def test_bad_options(toy_model, toy_data, kwargs, match):
@@ -617,3 +619,30 @@ def test_module_fixed_context_needs_genes(toy_model):
         ScPrintModule(config, context="fixed")
     with pytest.raises(ValueError, match="context_genes"):
         ScPrintModule(config, context="top_expr", context_genes=[0, 1])
+
+
+def test_readout_head_is_deeply_supervised(toy_model):
+    """With a read-out, the classification loss adds that of the logits without it, times ``deep_scale``."""
+    from sc_print.model import ScPrintModule
+    from sc_print.ontology import hierarchical_classification_loss
+
+    config = toy_model.net.config.to_dict()
+    config.update(labels={"line": 3}, pooled_labels=["line"], readout_labels=["line"])
+    torch.manual_seed(0)
+    module = ScPrintModule(config, deep_scale=0.0)
+    with torch.no_grad():
+        module.net.cls_decoders["line"].readout.weight.normal_()
+    module._label_lookup = {"line": torch.arange(3)}
+    gen = torch.Generator().manual_seed(0)
+    gene_idx = torch.randint(config["n_genes"], (6, 16), generator=gen)
+    expr = torch.randint(0, 9, (6, 16), generator=gen).float() + 1
+    codes = torch.tensor([0, 1, 2, 0, 1, 2])
+    out = module.net(gene_idx, expr, expr.sum(-1))
+    inputs = {"out": out, "expr": expr, "labels": {"line": codes}}
+    without = module.loss({}, inputs, {}).extra_metrics["classification"]
+    module.deep_scale = 0.5
+    with_deep = module.loss({}, inputs, {}).extra_metrics["classification"]
+    parents = torch.zeros((0, 3), dtype=torch.bool)
+    deep = hierarchical_classification_loss(out.cls_deep_logits["line"], codes, parents)
+    torch.testing.assert_close(with_deep - without, 0.5 * deep)
+    assert not torch.allclose(out.cls_deep_logits["line"], out.cls_logits["line"])  # the read-out is left out

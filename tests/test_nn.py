@@ -426,6 +426,9 @@ def test_readout_classifier_adds_the_expression_logits() -> None:
         token = full.cell_tokens[:, net.token_names.index("cell_type")]
         deep = dec.out_layer(dec.decoder(torch.cat([token, dec.pool(full.gene_out)], -1)))
         torch.testing.assert_close(full.cls_logits["cell_type"], deep + dec.readout(gene_idx, expr))
+        torch.testing.assert_close(full.cls_deep_logits["cell_type"], deep)  # for deep supervision
+        torch.testing.assert_close(dec.deep_logits(token, full.gene_out), deep)
+    assert set(full.cls_deep_logits) == {"cell_type"}  # only the classifiers with a read-out
     with pytest.raises(ValueError, match="context expression"):
         dec(token, full.gene_out)
     with pytest.raises(ValueError, match="readout_labels"):

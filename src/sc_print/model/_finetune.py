@@ -277,6 +277,7 @@ class FinetuneMixin:
         context: Literal["top_expr", "random_expr", "hvg"] = "top_expr",
         head: Literal["pooled", "token"] = "pooled",
         expression_readout: bool = True,
+        deep_scale: float = 0.0,
         noise: float | None = 0.3,
         batch_size: int = 32,
         lr: float = 3e-4,
@@ -385,6 +386,12 @@ class FinetuneMixin:
             shown, and the read-out gives the classifier that regression to start from; ``False`` keeps the
             classifier on the transformer outputs only (scPRINT's design). It adds ``n_genes x n_classes``
             weights per label.
+        deep_scale
+            With the read-out: weight of the classification loss of the rest of the head alone (its logits without
+            the read-out, :meth:`~sc_print.nn.ClsDecoder.deep_logits`), added in training to that of the whole
+            classifier (deep supervision, Lee et al. 2015). A read-out that already separates the reference leaves
+            the label token (the cell embedding) and the trunk almost no classification signal otherwise, so the
+            embedding would not learn the labels' structure; ``0`` turns it off.
         probe_steps, probe_lr
             Probing before fine-tuning (LP-FT, Kumar et al. 2022; see ``sc_print.model._probe``): the new heads
             are first fitted for ``probe_steps`` AdamW steps at ``probe_lr`` on the outputs of the frozen base
@@ -451,6 +458,9 @@ class FinetuneMixin:
         if not isinstance(expression_readout, bool):
             msg = f"`expression_readout` must be True or False, got {expression_readout!r}."
             raise TypeError(msg)
+        if isinstance(deep_scale, bool) or not isinstance(deep_scale, int | float) or not deep_scale >= 0:
+            msg = f"`deep_scale` must be a non-negative number, got {deep_scale!r}."
+            raise ValueError(msg)
         probe_steps = PROBE_DEFAULTS[head][0] if probe_steps is None else probe_steps
         probe_lr = PROBE_DEFAULTS[head][1] if probe_lr is None else probe_lr
         if not isinstance(probe_steps, int) or probe_steps < 0:
@@ -520,7 +530,7 @@ class FinetuneMixin:
             }
         else:
             training.update(max_len=int(max_len), context=context, context_genes=None)
-        training.update(class_scale=float(class_scale))
+        training.update(class_scale=float(class_scale), deep_scale=float(deep_scale))
         if noise is not None:
             training["noise"] = float(noise)
         seed_everything(seed, verbose=False)
@@ -629,6 +639,7 @@ class FinetuneMixin:
                 "trainable": trainable,
                 "ssl_scale": float(module.ssl_scale),
                 "class_scale": float(class_scale),
+                "deep_scale": float(deep_scale),
                 "batch_scale": float(batch_scale) if batch_key else None,
                 "max_len": int(max_len),
                 "batch_size": int(batch_size),

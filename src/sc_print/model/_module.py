@@ -32,7 +32,10 @@ class ScPrintModule(BaseModuleClass):
     - **denoising**: expression NLL (ZINB by default) of the *original* counts;
     - **bottleneck reconstruction**: the same NLL for a profile decoded from the cell tokens alone
       (:meth:`~sc_print.nn.ScPrintNet.generate`);
-    - **classification**: hierarchical loss of every label, times ``class_scale``;
+    - **classification**: hierarchical loss of every label, times ``class_scale``; a classifier with an
+      expression read-out adds, times ``deep_scale`` (default 0), the same loss of its logits without the
+      read-out (deep supervision: the label token and the trunk learn the labels too instead of leaving them to
+      the read-out);
     - **token dissimilarity**: mean absolute cosine between the cell tokens, times ``dissimilarity_scale``;
     - **contrastive** (optional, ``contrastive_scale > 0``): NT-Xent between the embeddings of two
       independently noised views of each cell.
@@ -45,7 +48,7 @@ class ScPrintModule(BaseModuleClass):
         ``[G]`` genomic positions of the vocabulary.
     parent_matrices
         ``{label: bool [n_parents, n_leaves]}`` for the hierarchical loss.
-    max_len, noise, class_scale, generate_scale, dissimilarity_scale, contrastive_scale, temperature
+    max_len, noise, class_scale, deep_scale, generate_scale, dissimilarity_scale, contrastive_scale, temperature
         Pretraining options (see above).
     context
         Context mode of training (``"random_expr"``, ``"top_expr"`` or ``"fixed"``, see
@@ -63,6 +66,7 @@ class ScPrintModule(BaseModuleClass):
         max_len: int = 1024,
         noise: float = 0.6,
         class_scale: float = 1.5,
+        deep_scale: float = 0.0,
         generate_scale: float = 1.0,
         dissimilarity_scale: float = 0.2,
         contrastive_scale: float = 0.0,
@@ -82,7 +86,7 @@ class ScPrintModule(BaseModuleClass):
         self.config = ScPrintConfig.from_dict(dict(config))
         self.net = ScPrintNet(self.config, None if gene_pos is None else torch.as_tensor(np.asarray(gene_pos)))
         self.max_len, self.noise = max_len, noise
-        self.class_scale, self.generate_scale = class_scale, generate_scale
+        self.class_scale, self.generate_scale, self.deep_scale = class_scale, generate_scale, deep_scale
         self.dissimilarity_scale, self.contrastive_scale, self.temperature = (
             dissimilarity_scale,
             contrastive_scale,
@@ -220,7 +224,11 @@ class ScPrintModule(BaseModuleClass):
                     continue
                 lookup = self._label_lookup[label].to(logits.device)
                 codes = lookup[raw.view(-1).long()]
-                cls = cls + hierarchical_classification_loss(logits, codes, getattr(self, f"_parents_{label}"))
+                parents = getattr(self, f"_parents_{label}")
+                cls = cls + hierarchical_classification_loss(logits, codes, parents)
+                deep = out.cls_deep_logits.get(label)
+                if deep is not None and self.deep_scale:
+                    cls = cls + self.deep_scale * hierarchical_classification_loss(deep, codes, parents)
             total = total + self.class_scale * cls
             metrics["classification"] = cls.detach()
             diss = token_dissimilarity(out.cell_tokens)

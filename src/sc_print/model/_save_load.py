@@ -41,6 +41,7 @@ TRAINING_OPTIONS = (
     "max_len",
     "noise",
     "class_scale",
+    "deep_scale",
     "generate_scale",
     "dissimilarity_scale",
     "contrastive_scale",

@@ -205,15 +205,19 @@ class ClsDecoder(nn.Module):
         A pooling classifier also needs ``genes``, the ``[B, S, d]`` output gene tokens; one with a read-out needs
         ``context``, the ``([B, S] vocabulary indices, [B, S] counts)`` of the genes in context.
         """
-        if self.pool is not None:
-            if genes is None:
-                msg = "This classifier reads the output gene tokens too; pass `genes`."
-                raise ValueError(msg)
-            x = torch.cat([x, self.pool(genes)], dim=-1)
-        logits = self.out_layer(self.decoder(x)).float()
+        logits = self.deep_logits(x, genes)
         if self.readout is not None:
             if context is None:
                 msg = "This classifier reads the context expression too; pass `context=(gene_idx, expr)`."
                 raise ValueError(msg)
             logits = logits + self.readout(*context)
         return logits
+
+    def deep_logits(self, x: torch.Tensor, genes: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, n_classes]`` logits of the token (and pool) part alone, without the expression read-out."""
+        if self.pool is not None:
+            if genes is None:
+                msg = "This classifier reads the output gene tokens too; pass `genes`."
+                raise ValueError(msg)
+            x = torch.cat([x, self.pool(genes)], dim=-1)
+        return self.out_layer(self.decoder(x)).float()

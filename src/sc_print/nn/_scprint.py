@@ -38,6 +38,9 @@ class ScPrintOutput:
         ``[B, S]`` expression parameters (see :class:`~sc_print.nn.ExprParams`).
     cls_logits
         ``{label: [B, n_leaves]}`` leaf logits of every classifier.
+    cls_deep_logits
+        ``{label: [B, n_leaves]}`` of the classifiers with an expression read-out: their logits without it
+        (:meth:`~sc_print.nn.ClsDecoder.deep_logits`), for deep supervision in training.
     """
 
     cell_tokens: torch.Tensor | None = None
@@ -46,6 +49,7 @@ class ScPrintOutput:
     theta: torch.Tensor | None = None
     pi_logits: torch.Tensor | None = None
     cls_logits: dict[str, torch.Tensor] = field(default_factory=dict)
+    cls_deep_logits: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class ScPrintNet(nn.Module):
@@ -269,10 +273,17 @@ class ScPrintNet(nn.Module):
         if classify:
             first = t - len(self.config.labels)
             pooled = set(self.config.pooled_labels)
-            out.cls_logits = {
-                label: dec(h[:, first + i], out.gene_out if label in pooled else None, context)
-                for i, (label, dec) in enumerate(self.cls_decoders.items())
-            }
+            for i, (label, dec) in enumerate(self.cls_decoders.items()):
+                genes = out.gene_out if label in pooled else None
+                if dec.readout is None:
+                    out.cls_logits[label] = dec(h[:, first + i], genes, context)
+                    continue
+                if context is None:
+                    msg = f"The classifier of {label!r} reads the context expression too; pass `context`."
+                    raise ValueError(msg)
+                deep = dec.deep_logits(h[:, first + i], genes)
+                out.cls_deep_logits[label] = deep
+                out.cls_logits[label] = deep + dec.readout(*context)
         return out
 
     # ------------------------------------------------------------------ embeddings
