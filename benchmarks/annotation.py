@@ -9,9 +9,9 @@ Splits (seeded):
 
 Methods: scPRINT fine-tuned with the default recipe of ``ScPrint.finetune`` (new ``cell_line``/``sorted`` head,
 pooled head + expression read-out probed on the frozen base model, then the whole model trained with denoising +
-bottleneck, batch = data set for CellBench), the same with deep supervision (``deep_scale=1``: the rest of the
-head is also trained to classify without the read-out, so the trunk and the label token learn the labels), the
-same with a frozen trunk (``train="heads", max_steps=0``: the
+bottleneck, batch = data set for CellBench, with deep supervision: the rest of the head is also trained to
+classify without the read-out, so the trunk and the label token learn the labels), the same without deep
+supervision (``deep_scale=0``), the same with a frozen trunk (``train="heads", max_steps=0``: the
 probe alone), and the frozen trunk without the expression read-out (``expression_readout=False``: the classifier
 reads the transformer outputs only, to show what the deep part alone does); PCA +
 logistic regression (50 components of log-normalised counts of 2,000 highly variable genes of the reference,
@@ -22,7 +22,7 @@ calibrated abstention is reported separately), wall time of each method.
 
 Embedding scores (scib-metrics, not min-max scaled) on the CellBench technology split (``sc_celseq2`` +
 ``sc_dropseq``, batch = technology): zero-shot scPRINT, the CellBench models whose trunk was fine-tuned (default
-and deep supervision), PCA and scVI, with the code of
+and without deep supervision), PCA and scVI, with the code of
 ``benchmarks/embedding.py``.
 
 Run: ``python benchmarks/annotation.py [--model default] [--max-steps 150]``.
@@ -49,7 +49,7 @@ LABEL = "cell_line"
 # (row name, finetune options, batch term for CellBench); the first row is the defaults
 SCPRINT_VARIANTS: list[tuple[str, dict[str, Any], bool]] = [
     ("scPRINT fine-tuned", {}, True),
-    ("scPRINT fine-tuned, deep supervision", {"deep_scale": 1.0}, True),
+    ("scPRINT fine-tuned, no deep supervision", {"deep_scale": 0.0}, True),
     ("scPRINT fine-tuned, frozen trunk", {"train": "heads", "max_steps": 0}, False),
     (
         "scPRINT fine-tuned, frozen trunk, deep head only",
@@ -295,12 +295,12 @@ def main() -> None:
         f"scPRINT fine-tuned: ScPrint.finetune defaults ({args.max_steps} steps, train='all', lr 3e-4, noise 0.3, "
         "batch 32, head='pooled' (label token + attention pool of the output gene tokens) with the expression "
         "read-out (a logistic regression on the context expression, fitted first by L-BFGS, then frozen), the rest "
-        "of the head probed for 1,500 steps on the frozen base model, context = the 256 most expressed genes of "
+        "of the head deeply supervised (deep_scale=1) and probed for 1,500 steps on the frozen base model, context = the 256 most expressed genes of "
         "each cell in training, calibration and prediction), min_confidence=0 for the scores (calibrated abstention "
         f"reported separately); the zero-shot embedding uses {args.max_len} random expressed genes per cell.",
-        "deep supervision: the defaults with deep_scale=1 (the rest of the head is also trained to classify "
-        "without the read-out, which trains the label token, part of the cell embedding, and the trunk on the "
-        "labels).",
+        "no deep supervision: the defaults with deep_scale=0 (the default deep_scale=1 also trains the rest of the "
+        "head to classify without the read-out, which trains the label token, part of the cell embedding, and the "
+        "trunk on the labels).",
         "frozen trunk: the same call with train='heads', max_steps=0 (the probe alone: only the new head is "
         "trained, on the base model's outputs; no batch term). deep head only: the same with expression_readout=False.",
         "finetune_s: ScPrint.finetune alone (probe, training, calibration); wall_time_s adds the prediction.",

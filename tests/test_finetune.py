@@ -646,3 +646,25 @@ def test_readout_head_is_deeply_supervised(toy_model):
     deep = hierarchical_classification_loss(out.cls_deep_logits["line"], codes, parents)
     torch.testing.assert_close(with_deep - without, 0.5 * deep)
     assert not torch.allclose(out.cls_deep_logits["line"], out.cls_logits["line"])  # the read-out is left out
+
+
+def test_deep_scale_is_recorded_and_saved(toy_model, toy_data, tmp_path):
+    ft = copy.deepcopy(toy_model).finetune(toy_data, labels_keys="cell_type", deep_scale=0.5, **FAST)
+    assert ft.module.deep_scale == 0.5
+    assert ft.metadata_["finetune"]["deep_scale"] == 0.5
+    assert "cell_type" in ft.net.config.readout_labels  # what deep_scale acts on
+    ft.save(tmp_path / "ft")
+    assert sp.model.ScPrint.load(tmp_path / "ft").module.deep_scale == 0.5  # a training option, kept for resuming
+
+
+def test_deep_scale_without_readout_is_reported(toy_model, toy_data, caplog):
+    with caplog.at_level(logging.WARNING, logger="sc_print"):
+        toy_model.finetune(
+            toy_data, labels_keys="cell_type", deep_scale=1.0, expression_readout=False, **{**FAST, "max_steps": 0}
+        )
+    assert "deep_scale" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sc_print"):
+        ft = toy_model.finetune(toy_data, labels_keys="cell_type", expression_readout=False, **{**FAST, "max_steps": 0})
+    assert "deep_scale" not in caplog.text  # the default is not the user's choice
+    assert ft.metadata_["finetune"]["deep_scale"] == 1.0
