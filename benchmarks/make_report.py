@@ -649,10 +649,11 @@ def suite_time_section(results: Path) -> str:
 
 
 def _cmp(ours: float, theirs: dict[str, float]) -> str:
-    """``best`` or the competitors with a higher score."""
+    """``best``, ``level with`` the competitors of the same score, or ``loses to`` those with a higher one."""
     beaten = [k for k, v in theirs.items() if v is not None and not math.isnan(v) and v > ours]
+    level = [k for k, v in theirs.items() if v is not None and not math.isnan(v) and v == ours]
     if not beaten:
-        return "**best**"
+        return "**level with " + ", ".join(level) + "**" if level else "**best**"
     return "**loses to " + ", ".join(beaten) + "**"
 
 
@@ -724,6 +725,30 @@ def verdicts(records: dict[str, dict[str, Any]]) -> list[str]:
                     if r["accuracy_ontology"] > r["majority_class_accuracy"]
                     else "**below the majority baseline**."
                 )
+            )
+    if "annotation" in records:
+        res = _results(records["annotation"])
+        default = "scPRINT fine-tuned"
+        for (split, query), sub in res.groupby(["split", "query"], sort=False):
+            sub = sub.set_index("method")
+            if default not in sub.index:
+                continue
+            ours = sub.loc[default, "accuracy"]
+            others = {m: sub.loc[m, "accuracy"] for m in sub.index if not m.startswith("scPRINT")}
+            out.append(
+                f"Annotation by fine-tuning, {split} → {query}: scPRINT fine-tuned (defaults, "
+                f"{sub.loc[default, 'finetune_s']:.0f} s) accuracy {ours:.3f} vs "
+                + ", ".join(f"{k} {v:.3f}" for k, v in others.items())
+                + f": {_cmp(ours, others)}."
+            )
+        emb = _summary(records["annotation"])
+        if not emb.empty and default in set(emb["method"]):
+            emb = emb.set_index("method")
+            others = {m: emb.loc[m, "Total"] for m in emb.index if not m.startswith("scPRINT fine-tuned")}
+            out.append(
+                f"Embedding after fine-tuning (CellBench technologies, scib total): {emb.loc[default, 'Total']:.3f} vs "
+                + ", ".join(f"{k} {v:.3f}" for k, v in others.items())
+                + f": {_cmp(emb.loc[default, 'Total'], others)}."
             )
     if "spatial" in records:
         s = _summary(records["spatial"])

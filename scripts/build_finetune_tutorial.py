@@ -57,12 +57,20 @@ CELLS: list[tuple[str, str]] = [
         "md",
         "**Fine-tune.** `labels_keys` names the label column(s); free-text labels get a flat classifier, Cell "
         'Ontology ids a hierarchical one. By default the whole network is trained (`train="all"`; '
-        '`"last_layers"` and `"heads"` freeze more of it) after a *linear probe*: the new head is first fitted '
-        "on the output tokens of the frozen base model, without which a new head barely learns in a short run. "
-        'Each training cell is shown as its 256 most expressed genes (`context="top_expr"`): a random draw of '
-        "a few hundred of a cell's thousands of expressed genes mostly holds weakly expressed, noisy genes. The "
-        "model records this context and `sp.tl.embed` uses it by default. `max_steps` is lowered from 150 so "
-        "that the notebook runs in a few minutes; 20% of the reference is held out to calibrate abstention.",
+        '`"last_layers"` and `"heads"` freeze more of it) after a *probe*: the new head is first fitted on '
+        "the outputs of the frozen base model, without which a new head barely learns in a short run. The new "
+        'head reads the label token and an attention pool of the cell\'s output gene tokens (`head="pooled"`, '
+        'the default; `head="token"` reads the label token alone, as scPRINT\'s own classifiers do), plus a '
+        "linear read-out of the expression of the genes the cell is shown (`expression_readout=True`, the "
+        "default): the probe fits that read-out first as a logistic regression (L-BFGS, to convergence) and "
+        "keeps it fixed afterwards, so the classifier never starts below what a logistic regression on the "
+        "same genes does; `expression_readout=False` keeps the classifier on the transformer outputs alone. "
+        "The rest of the head is still trained to classify on its own (deep supervision, `deep_scale=1.0`), "
+        "so that the cell embedding learns the labels instead of leaving them to the read-out. Each training "
+        'cell is shown as its 256 most expressed genes (`context="top_expr"`): a random draw of a few hundred '
+        "of a cell's thousands of expressed genes mostly holds weakly expressed, noisy genes. The model "
+        "records this context and `sp.tl.embed` uses it by default. `max_steps` is lowered from 150 so that "
+        "the notebook runs in a few minutes; 20% of the reference is held out to calibrate abstention.",
     ),
     (
         "code",
