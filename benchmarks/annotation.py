@@ -295,8 +295,9 @@ def main() -> None:
         f"scPRINT fine-tuned: ScPrint.finetune defaults ({args.max_steps} steps, train='all', lr 3e-4, noise 0.3, "
         "batch 32, head='pooled' (label token + attention pool of the output gene tokens) with the expression "
         "read-out (a logistic regression on the context expression, fitted first by L-BFGS, then frozen), the rest "
-        "of the head deeply supervised (deep_scale=1) and probed for 1,500 steps on the frozen base model, context = the 256 most expressed genes of "
-        "each cell in training, calibration and prediction), min_confidence=0 for the scores (calibrated abstention "
+        "of the head deeply supervised (deep_scale=1) and probed for 1,500 steps on the frozen base model, "
+        "context = the 256 most expressed genes of each cell in training, calibration and prediction), "
+        "min_confidence=0 for the scores (calibrated abstention "
         f"reported separately); the zero-shot embedding uses {args.max_len} random expressed genes per cell.",
         "no deep supervision: the defaults with deep_scale=0 (the default deep_scale=1 also trains the rest of the "
         "head to classify without the read-out, which trains the label token, part of the cell embedding, and the "
@@ -319,7 +320,7 @@ def main() -> None:
             summary = embedding_scores(base, tuned_cellbench, args)
         notes.append(
             "Embedding scores (summary rows): scib-metrics Benchmarker defaults, not min-max scaled; the fine-tuned "
-            "models are the CellBench ones (its reference includes sc_celseq2, the CEL-seq2 half of this split)."
+            "models are the CellBench ones (their reference includes sc_celseq2, the CEL-seq2 half of this split)."
         )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "annotation_details.json").write_text(json.dumps(extra, indent=1, default=str) + "\n")

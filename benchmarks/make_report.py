@@ -454,9 +454,9 @@ def annotation_diagnosis_tables(record: dict[str, Any]) -> tuple[str, str]:
     """Where a classifier on the model loses (``benchmarks/annotation_diagnosis.py``): one classifier, several views."""
     res = _results(record)
     short = (
-        "**Where a classifier on the model's outputs loses accuracy** (the same logistic regression on different views of the same "
-        "cells and splits: expression of the 2,000 HVGs, expression of exactly the genes the model sees, the frozen "
-        "zero-shot model's outputs):\n\n"
+        "**Where a classifier on the model's outputs loses accuracy** (the same logistic regression on different "
+        "views of the same cells and splits: expression of the 2,000 HVGs, expression of exactly the genes the "
+        "model sees, the frozen zero-shot model's outputs):\n\n"
     )
     short += table(
         ["split", "query", "view", "accuracy", "macro-F1"],

@@ -205,13 +205,16 @@ class ClsDecoder(nn.Module):
         A pooling classifier also needs ``genes``, the ``[B, S, d]`` output gene tokens; one with a read-out needs
         ``context``, the ``([B, S] vocabulary indices, [B, S] counts)`` of the genes in context.
         """
-        logits = self.deep_logits(x, genes)
-        if self.readout is not None:
-            if context is None:
-                msg = "This classifier reads the context expression too; pass `context=(gene_idx, expr)`."
-                raise ValueError(msg)
-            logits = logits + self.readout(*context)
-        return logits
+        return self.add_readout(self.deep_logits(x, genes), context)
+
+    def add_readout(self, deep: torch.Tensor, context: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The classifier's logits from its :meth:`deep_logits`: plus the expression read-out when it has one."""
+        if self.readout is None:
+            return deep
+        if context is None:
+            msg = "This classifier reads the context expression too; pass `context=(gene_idx, expr)`."
+            raise ValueError(msg)
+        return deep + self.readout(*context)
 
     def deep_logits(self, x: torch.Tensor, genes: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, n_classes]`` logits of the token (and pool) part alone, without the expression read-out."""

@@ -274,16 +274,10 @@ class ScPrintNet(nn.Module):
             first = t - len(self.config.labels)
             pooled = set(self.config.pooled_labels)
             for i, (label, dec) in enumerate(self.cls_decoders.items()):
-                genes = out.gene_out if label in pooled else None
-                if dec.readout is None:
-                    out.cls_logits[label] = dec(h[:, first + i], genes, context)
-                    continue
-                if context is None:
-                    msg = f"The classifier of {label!r} reads the context expression too; pass `context`."
-                    raise ValueError(msg)
-                deep = dec.deep_logits(h[:, first + i], genes)
-                out.cls_deep_logits[label] = deep
-                out.cls_logits[label] = deep + dec.readout(*context)
+                deep = dec.deep_logits(h[:, first + i], out.gene_out if label in pooled else None)
+                out.cls_logits[label] = dec.add_readout(deep, context)
+                if dec.readout is not None:
+                    out.cls_deep_logits[label] = deep
         return out
 
     # ------------------------------------------------------------------ embeddings
